@@ -1,0 +1,1 @@
+"""Synthetic demo data for `reporter init DIR --sample`."""

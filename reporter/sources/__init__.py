@@ -1,0 +1,1 @@
+"""Sources stage: load every configured source into one embedded DuckDB database."""

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# System packages reporter needs beyond Python: Noto CJK fonts (Chinese text in PDFs),
+# Pango for WeasyPrint, poppler-utils (pdftoppm) for the PDF tests.
+# Installs them with apt-get when run as root; otherwise prints the exact command.
+set -euo pipefail
+missing=()
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+command -v fc-list >/dev/null || missing+=(fontconfig)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "installing system packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
+else
+  echo "missing system packages; install them with:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
