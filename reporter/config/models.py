@@ -247,13 +247,14 @@ class Schedule(Strict):
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SHORTHAND = re.compile(
     r"^(?P<every>daily|weekly on (?P<weekday>[a-z]+)|monthly on day (?P<day>\d{1,2})|quarterly on day (?P<qday>\d{1,2}))"
-    r" at (?P<hour>\d{1,2}):(?P<minute>\d{2})(?: (?P<tz>[A-Za-z_]+/[A-Za-z_/]+|UTC))?$"
+    r" at (?P<hour>\d{1,2}):(?P<minute>\d{2})(?: (?P<tz>[A-Za-z_]+/[A-Za-z_/+-]+|UTC))?$",
+    re.IGNORECASE,
 )
 
 
 def schedule_from_text(text: str) -> Schedule:
     """'monthly on day 1 at 07:00 [Asia/Shanghai]' -> the same Schedule the cron form gives."""
-    m = _SHORTHAND.match(text.strip().lower().replace("  ", " ")) if text else None
+    m = _SHORTHAND.match(" ".join(text.split())) if text else None
     if not m:
         raise ValueError(
             f'cannot read schedule "{text}": write e.g. "monthly on day 1 at 07:00", "weekly on monday at 08:30", '
@@ -263,9 +264,10 @@ def schedule_from_text(text: str) -> Schedule:
     if hour > 23 or minute > 59:
         raise ValueError(f'"{text}": {hour:02d}:{minute:02d} is not a time of day')
     if m["weekday"]:
-        if m["weekday"] not in _WEEKDAYS:
-            raise ValueError(f'"{m["weekday"]}" is not a weekday{did_you_mean(m["weekday"], _WEEKDAYS)}')
-        dom, month, dow, period = "*", "*", str((_WEEKDAYS.index(m["weekday"]) + 1) % 7), "previous_month"
+        weekday = m["weekday"].lower()
+        if weekday not in _WEEKDAYS:
+            raise ValueError(f'"{weekday}" is not a weekday{did_you_mean(weekday, _WEEKDAYS)}')
+        dom, month, dow, period = "*", "*", str((_WEEKDAYS.index(weekday) + 1) % 7), "previous_month"
     elif m["day"] or m["qday"]:
         day = int(m["day"] or m["qday"])
         if not 1 <= day <= 28:
@@ -275,8 +277,7 @@ def schedule_from_text(text: str) -> Schedule:
         period = "previous_quarter" if quarterly else "previous_month"
     else:
         dom, month, dow, period = "*", "*", "*", "previous_month"
-    zone = re.search(r"[A-Za-z_]+/[A-Za-z_/]+|UTC$", text.strip())
-    return Schedule(cron=f"{minute} {hour} {dom} {month} {dow}", timezone=zone.group(0) if zone else "UTC", period=period)
+    return Schedule(cron=f"{minute} {hour} {dom} {month} {dow}", timezone=m["tz"] or "UTC", period=period)
 
 
 class Report(Strict):
