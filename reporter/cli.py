@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -77,22 +77,31 @@ def _horizon(config):
 
 def _print_load_summary(result) -> None:
     table = Table(title="Data loaded", title_justify="left")
-    for column in ("source", "entity", "file", "rows loaded", "rows rejected"):
-        table.add_column(column, justify="right" if column.startswith("rows") else "left")
-    for row in result.summary_rows():
-        table.add_row(*(str(v) for v in row))
+    for column in ("source", "file", "loaded", "rejected"):
+        table.add_column(column, justify="left" if column in ("source", "file") else "right", overflow="fold")
+    for source, entity, file, loaded, rejected in result.summary_rows():
+        table.add_row(source if source == entity else f"{source} ({entity})", file, str(loaded), str(rejected))
     out.print(table)
-    problems: dict[str, int] = {}
-    for rejected in result.rejected:
-        problems[f"{rejected.source}: {rejected.problem}"] = problems.get(f"{rejected.source}: {rejected.problem}", 0) + 1
-    for problem, count in sorted(problems.items()):
-        out.print(f"  rejected {count} x {problem}", markup=False)
+    shown = 10
+    for rejected in result.rejected[:shown]:
+        out.print(f"  rejected {rejected.issue()}", markup=False)
+    if len(result.rejected) > shown:
+        out.print(f"  ... and {len(result.rejected) - shown} more", markup=False)
 
 
 def _print_schedules(config) -> None:
-    scheduled = {name: r.schedule for name, r in config.reports.items() if r.schedule}
-    for name, schedule in scheduled.items():
-        out.print(f"report {name}: cron \"{schedule.cron}\" ({schedule.timezone}), period {schedule.period}", markup=False)
+    from .clock import SystemClock
+    from .scheduling.planner import next_runs
+
+    now = SystemClock().now()
+    for name, report in config.reports.items():
+        if report.schedule is None:
+            out.print(f"report {name}: not scheduled (run it with `reporter run --report {name}`)", markup=False)
+            continue
+        zone = ZoneInfo(report.schedule.timezone)
+        times = ", ".join(t.astimezone(zone).strftime("%Y-%m-%d %H:%M") for t in next_runs(report.schedule, now))
+        out.print(f"report {name}: next runs {times} ({report.schedule.timezone}), "
+                  f"reporting the {report.schedule.period.replace('_', ' ')}", markup=False)
 
 
 def _shown(path: Path) -> str:

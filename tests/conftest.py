@@ -18,13 +18,6 @@ def project(tmp_path) -> Path:
     return target
 
 
-def edit(path: Path, old: str, new: str) -> None:
-    """Replace exactly one occurrence of old in a fixture file (fails loudly if the fixture changed)."""
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-
-
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run `reporter ARGS` in-process; returns (exit code, stdout, stderr)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import edit
+from helpers import edit
 from reporter.config import load_project
 from reporter.errors import ConfigError
 
