@@ -1,0 +1,1 @@
+"""Tests of the deliver stage: email, ledger, archive."""
