@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # System packages reporter needs beyond Python: Noto CJK fonts (Chinese text in PDFs),
-# Pango for WeasyPrint, poppler-utils (pdftoppm) for the PDF tests.
+# Pango and HarfBuzz subsetting for WeasyPrint, poppler-utils (pdftoppm) for the PDF tests.
 # Installs them with apt-get when run as root; otherwise prints the exact command.
 set -euo pipefail
 missing=()
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+fonts=$(fc-list 2>/dev/null || true)   # captured first: grep -q closing the pipe early trips pipefail
+grep -qi "Noto Sans CJK" <<<"$fonts" || missing+=(fonts-noto-cjk)
 command -v fc-list >/dev/null || missing+=(fontconfig)
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
-ldconfig -p 2>/dev/null | grep -q libpango-1.0 || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
+libs=$(ldconfig -p 2>/dev/null || true)
+grep -q libpango-1.0 <<<"$libs" || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
+# HarfBuzz subsetting: without it WeasyPrint subsets the CJK font with fontTools, ~3 s per face.
+grep -q libharfbuzz-subset <<<"$libs" || missing+=(libharfbuzz-subset0)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "installing system packages: ${missing[*]}"

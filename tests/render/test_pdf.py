@@ -1,0 +1,221 @@
+"""PDFs read back: pages, text, fonts, metadata, bookmarks, PDF/A-3b and attachments, determinism, pixels."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pypdf import PdfReader
+
+from reporter.render import archive_pdf_bytes, render_report, scorecard_csv, scorecard_json
+
+HERE = Path(__file__).parent
+
+
+def _text(reader: PdfReader) -> str:
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, synthetic):
+    """One run per locale and report, shared by the tests of this module (rendering is the slow part)."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "notes" / synthetic.period).mkdir(parents=True)
+    (root / "notes" / synthetic.period / "A001.md").write_text(synthetic.note, encoding="utf-8")
+    config = synthetic.config(root)
+    details = {a: synthetic.details(a) for a in ("A001", "A002", "A003")}
+    run = dict(generated_at=synthetic.generated_at, report_id=synthetic.report_id)
+    en = render_report(config, "reviews", synthetic.scorecard(), details, None, synthetic.charts, root / "out" / "en",
+                       formats=("pdf", "html"), locale="en", **run)
+    zh = render_report(config, "reviews", synthetic.scorecard(), details, None, synthetic.charts, root / "out" / "zh",
+                       formats=("pdf",), locale="zh_CN", accounts=["A002", "A001"], **run)
+    portfolio = render_report(config, "leadership", synthetic.scorecard(), details, None, synthetic.charts,
+                              root / "out" / "portfolio", formats=("pdf",), **run)
+    pdf = {(a.locale, a.account_id): a for a in en + zh + portfolio if a.format == "pdf"}
+    return SimpleNamespace(config=config, root=root, en=en, zh=zh, portfolio=portfolio, pdf=pdf, details=details,
+                           reader=lambda locale, account: PdfReader(pdf[(locale, account)].path))
+
+
+def test_artifacts_written_atomically(rendered):
+    out = rendered.root / "out" / "en"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "A001-acme-industrial-gmbh.html", "A001-acme-industrial-gmbh.pdf", "A002.html", "A002.pdf",
+        "A003-img-src-file-etc-passwd-link-rel-attachm.html", "A003-img-src-file-etc-passwd-link-rel-attachm.pdf"]
+    for artifact in rendered.en + rendered.zh + rendered.portfolio:
+        assert hashlib.sha256(artifact.path.read_bytes()).hexdigest() == artifact.sha256
+    assert [a.account_id for a in rendered.zh] == ["A002", "A001"]
+    assert rendered.portfolio[0].path.name == "leadership-2026-10.pdf" and rendered.portfolio[0].account_id is None
+
+
+def test_review_pages_text_and_page_numbers(rendered):
+    reader = rendered.reader("en", "A001")
+    assert len(reader.pages) >= 4
+    text = _text(reader)
+    for expected in ("Acme Industrial GmbH", "61.5 / 100", "€482,350", "31.2%", "+0.7 pp", "Off target",
+                     "Book the quarterly business review with the CFO", "Appendix: KPI definitions",
+                     "Confidential: prepared for Key accounts (test)", "report run-2026-10-0001"):
+        assert expected in text, expected
+    pages = len(reader.pages)
+    for number, page in enumerate(reader.pages, 1):
+        assert f"Page {number} of {pages}" in page.extract_text()
+
+
+def test_chinese_review(rendered):
+    reader = rendered.reader("zh_CN", "A002")
+    assert len(reader.pages) >= 4
+    text = _text(reader)
+    assert "长城精密制造有限公司" in text and "执行摘要" in text and "¥" not in text  # EUR project: €
+    assert "€128,400" in text and "达标" in text
+    squeezed = re.sub(r"\s", "", reader.pages[0].extract_text())
+    assert f"第1页，共{len(reader.pages)}页" in squeezed
+    assert reader.trailer["/Root"]["/Lang"] == "zh-CN"
+
+
+def test_fonts_embedded(rendered):
+    for key in (("en", "A001"), ("zh_CN", "A002"), ("en", None)):
+        reader = rendered.reader(*key)
+        seen = 0
+        for page in reader.pages:
+            for font in page["/Resources"]["/Font"].values():
+                font = font.get_object()
+                descendants = font.get("/DescendantFonts")
+                target = descendants[0].get_object() if descendants else font
+                descriptor = target["/FontDescriptor"].get_object()
+                assert any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")), font["/BaseFont"]
+                seen += 1
+        assert seen
+
+
+def test_metadata_and_bookmarks(rendered):
+    reader = rendered.reader("en", "A001")
+    info = reader.metadata
+    assert info.title == "Key-account review: Acme Industrial GmbH (October 2026)"
+    assert info.author == "Key accounts (test)"
+    assert info.subject == "Key-account review of Acme Industrial GmbH for October 2026"
+    assert "A001" in info["/Keywords"] and "strategic" in info["/Keywords"]
+    assert info["/CreationDate"] == info["/ModDate"] == "D:20261101070000Z"
+    assert reader.trailer["/Root"]["/Lang"] == "en"
+    top, children = reader.outline[0], reader.outline[1]
+    assert top["/Title"] == "Acme Industrial GmbH"
+    assert [c["/Title"] for c in children][:3] == ["Executive summary", "KPIs against target and tier peers", "Trends"]
+
+
+def test_plain_pdf_has_no_attachments(rendered):
+    for artifact in rendered.pdf.values():
+        reader = PdfReader(artifact.path)
+        assert reader.attachments == {}
+        assert "/OutputIntents" not in reader.trailer["/Root"]
+
+
+def test_portfolio_pdf(rendered):
+    reader = rendered.reader("en", None)
+    assert len(reader.pages) >= 4
+    text = _text(reader)
+    for expected in ("Portfolio headline", "Strategic", "Heatmap: account × KPI status", "Top movers",
+                     "At-risk accounts", "长城精密制造有限公司", "No interaction for 74 days.", "95.0%"):
+        assert expected in text, expected
+    boxes = [page.mediabox for page in reader.pages]
+    assert boxes[0].width < boxes[0].height and any(b.width > b.height for b in boxes)  # heatmap in landscape
+
+
+def test_page_one_is_not_blank(rendered, tmp_path):
+    image = pytest.importorskip("matplotlib.image")
+    subprocess.run(["pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-png", str(rendered.pdf[("en", "A001")].path),
+                    str(tmp_path / "page")], check=True)
+    pixels = image.imread(next(tmp_path.glob("page*.png")))
+    ink = (pixels[..., :3].min(axis=2) < 0.9).mean()
+    assert 0.02 < ink < 0.6, f"{ink:.1%} of page 1 is ink"
+
+
+def test_archive_variant_is_pdf_a_3b_with_both_attachments(rendered, synthetic):
+    scorecard = synthetic.scorecard()
+    account = scorecard["accounts"][1]
+    pdf = archive_pdf_bytes(rendered.config, "reviews", scorecard, "A002", rendered.details["A002"],
+                            synthetic.charts(account), generated_at=synthetic.generated_at,
+                            report_id=synthetic.report_id, locale="zh_CN")
+    assert pdf.startswith(b"%PDF-1.7")
+    reader = PdfReader(io.BytesIO(pdf))
+    catalog = reader.trailer["/Root"]
+    xmp = catalog["/Metadata"].get_object().get_data().decode("utf-8")
+    assert re.search(r'pdfaid:part(="|>)3', xmp) and re.search(r'pdfaid:conformance(="|>)B', xmp)
+    intent = catalog["/OutputIntents"][0].get_object()
+    assert intent["/S"] == "/GTS_PDFA1" and "/DestOutputProfile" in intent
+    part = {k: scorecard[k] for k in ("period", "period_start", "period_end", "currency")} | {"account": account}
+    assert reader.attachments == {
+        "A002-scorecard.csv": [scorecard_csv("2026-10", [account])],
+        "A002-scorecard.json": [scorecard_json(part)],
+    }
+    assert len(catalog["/AF"]) == 2
+    assert all(f.get_object()["/AFRelationship"] == "/Data" for f in catalog["/AF"])
+    assert "长城精密制造有限公司" in _text(reader)
+    csv_text = reader.attachments["A002-scorecard.csv"][0].decode("utf-8-sig")
+    assert csv_text.splitlines()[0].startswith("period,account_id,name,tier,health_score")
+    assert "A002,长城精密制造有限公司,key,82.0" in csv_text
+    # same inputs, same bytes
+    again = archive_pdf_bytes(rendered.config, "reviews", synthetic.scorecard(), "A002", rendered.details["A002"],
+                              synthetic.charts(account), generated_at=synthetic.generated_at,
+                              report_id=synthetic.report_id, locale="zh_CN")
+    assert again == pdf
+
+
+def test_hostile_account_archive_embeds_only_our_two_files(rendered, synthetic):
+    scorecard = synthetic.scorecard()
+    reader = PdfReader(io.BytesIO(archive_pdf_bytes(rendered.config, "reviews", scorecard, "A003",
+                                                    rendered.details["A003"], synthetic.charts(scorecard["accounts"][2]),
+                                                    generated_at=synthetic.generated_at, report_id=synthetic.report_id)))
+    stem = "A003-img-src-file-etc-passwd-link-rel-attachm"
+    assert sorted(reader.attachments) == [f"{stem}-scorecard.csv", f"{stem}-scorecard.json"]
+    assert all(b"root:" not in data for files in reader.attachments.values() for data in files)
+    assert synthetic.injection in _text(reader)
+
+
+def test_portfolio_archive_holds_the_whole_scorecard(rendered, synthetic):
+    scorecard = synthetic.scorecard()
+    reader = PdfReader(io.BytesIO(archive_pdf_bytes(rendered.config, "leadership", scorecard,
+                                                    charts=synthetic.charts(None), generated_at=synthetic.generated_at,
+                                                    report_id=synthetic.report_id)))
+    assert sorted(reader.attachments) == ["leadership-2026-10-scorecard.csv", "leadership-2026-10-scorecard.json"]
+    assert reader.attachments["leadership-2026-10-scorecard.json"][0] == scorecard_json(scorecard)
+
+
+def test_two_renders_are_byte_identical(rendered, synthetic, tmp_path):
+    again = render_report(rendered.config, "reviews", synthetic.scorecard(), rendered.details, None, synthetic.charts,
+                          tmp_path / "again", formats=("pdf", "html"), locale="en",
+                          generated_at=synthetic.generated_at, report_id=synthetic.report_id)
+    assert [a.sha256 for a in again] == [a.sha256 for a in rendered.en]
+
+
+def test_byte_identical_in_another_process(rendered, synthetic, tmp_path):
+    """Another interpreter with another hash seed (set iteration order) writes the same bytes."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(HERE)!r})
+from pathlib import Path
+import conftest as c
+from reporter.render import render_report
+root = Path({str(rendered.root)!r})
+config = c.make_config(root)
+details = {{a: c.build_details(a) for a in ("A001", "A002", "A003")}}
+arts = render_report(config, "reviews", c.build_scorecard(), details, None, c.build_charts, Path({str(tmp_path)!r}),
+                     formats=("pdf",), locale="zh_CN", accounts=["A002", "A001"], generated_at=c.GENERATED_AT,
+                     report_id=c.REPORT_ID)
+print(" ".join(a.sha256 for a in arts))
+"""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True,
+                         cwd=HERE.parents[1]).stdout.split()
+    assert out == [a.sha256 for a in rendered.zh]
+
+
+def test_letter_page_size(synthetic, tmp_path):
+    config = synthetic.config(tmp_path, page_size="letter")
+    artifact = render_report(config, "leadership", synthetic.scorecard(), {}, None, synthetic.charts, tmp_path / "out",
+                             formats=("pdf",), generated_at=synthetic.generated_at, report_id=synthetic.report_id)[0]
+    box = PdfReader(artifact.path).pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (612, 792)
