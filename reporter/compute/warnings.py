@@ -1,0 +1,249 @@
+"""Early warnings (流失预警): signs that a key account is drifting away, each with a reason in en and zh_CN.
+
+Most checks read the canonical tables directly rather than the KPI frame, because they need
+windows and facts a KPI value does not carry: the 12-month order average next to the last
+90 days, the complaints of the 90 days before, the detractor's own score and date. The
+probability the account is still active comes from the KPI frame (the BG/NBD fit lives there);
+health scores come from the scorecard.
+
+Every window is half-open and ends at the period end, like the KPI windows. A table or column
+no source provides simply disables the checks that need it.
+"""
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+
+from ..config.models import WarningThresholds
+from .periods import Period, window_bounds
+
+CODES = ("order_drop", "complaints_up", "nps_detractor", "no_contact", "low_p_alive", "health_drop")
+RECENT_DAYS = 90
+_DAYS_PER_MONTH = 365.25 / 12  # the mean Gregorian month, as in periods.py
+
+
+def early_warnings(
+    con,
+    kpi_frame: pd.DataFrame | None,
+    period: Period,
+    account_tiers: dict[str, str],
+    thresholds_by_tier: dict[str, WarningThresholds],
+    health_now: dict[str, float | None],
+    health_prev: dict[str, float | None],
+    locale: str = "en",
+) -> dict[str, list[dict]]:
+    """Warnings per account of ``account_tiers`` (every account gets a list, possibly empty).
+
+    Accounts whose tier has no thresholds (unassigned) are checked against the defaults.
+    Each warning is ``{"code", "reason", "reasons": {"en", "zh_CN"}}``; ``reason`` is in ``locale``.
+    """
+    facts = _Facts(con, period, list(account_tiers))
+    p_alive = _kpi_values(kpi_frame, "p_alive", period.label)
+    result: dict[str, list[dict]] = {}
+    for account_id in sorted(account_tiers):
+        limits = thresholds_by_tier.get(account_tiers[account_id]) or WarningThresholds()
+        found = [
+            _order_drop(facts, account_id, limits),
+            _complaints_up(facts, account_id, limits),
+            _nps_detractor(facts, account_id, limits),
+            _no_contact(facts, account_id, limits),
+            _low_p_alive(p_alive.get(account_id), limits),
+            _health_drop(health_now.get(account_id), health_prev.get(account_id), limits),
+        ]
+        result[account_id] = [_warning(code, en, zh, locale) for code, en, zh in filter(None, found)]
+    return result
+
+
+def _warning(code: str, en: str, zh: str, locale: str) -> dict:
+    return {"code": code, "reason": zh if locale == "zh_CN" else en, "reasons": {"en": en, "zh_CN": zh}}
+
+
+def _num(x: float) -> str:
+    """One decimal at most, without a trailing .0: 0.7, 1.5, 14, 78.4."""
+    text = f"{x:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+# --------------------------------------------------------------------------- the checks
+
+def _order_drop(facts: _Facts, account_id: str, limits: WarningThresholds):
+    counts = facts.orders.get(account_id)
+    if counts is None:
+        return None
+    recent, recent_months, year, year_months = counts
+    if recent_months <= 0 or year_months <= 0:
+        return None
+    average = year / year_months
+    if average <= 0:
+        return None
+    rate = recent / recent_months
+    drop_pct = (1 - rate / average) * 100
+    if drop_pct < limits.order_drop_pct or drop_pct <= 0:
+        return None
+    pct = f"{drop_pct:.0f}"
+    return (
+        "order_drop",
+        f"Orders down {pct}% against the 12-month average ({_num(rate)} vs {_num(average)} per month)",
+        f"订单频率较12个月平均下降{pct}%（每月{_num(rate)}单，平均{_num(average)}单）",
+    )
+
+
+def _complaints_up(facts: _Facts, account_id: str, limits: WarningThresholds):
+    now, prior = facts.complaints.get(account_id, (0, 0))
+    if now < 2 or now < limits.complaint_ratio * prior:
+        return None
+    return (
+        "complaints_up",
+        f"{now} complaints in the last {RECENT_DAYS} days, up from {prior}",
+        f"近{RECENT_DAYS}天投诉{now}次，此前{RECENT_DAYS}天为{prior}次",
+    )
+
+
+def _nps_detractor(facts: _Facts, account_id: str, limits: WarningThresholds):
+    if not limits.nps_detractor or account_id not in facts.detractors:
+        return None
+    score, day, count = facts.detractors[account_id]
+    more_en = f" ({count} detractors in the last {RECENT_DAYS} days)" if count > 1 else ""
+    more_zh = f"（近{RECENT_DAYS}天共{count}位贬损者）" if count > 1 else ""
+    return (
+        "nps_detractor",
+        f"NPS detractor: score {_num(score)} on {day.isoformat()}{more_en}",
+        f"NPS贬损者：{day.isoformat()}评分{_num(score)}{more_zh}",
+    )
+
+
+def _no_contact(facts: _Facts, account_id: str, limits: WarningThresholds):
+    if not facts.has_interactions:
+        return None
+    last = facts.last_contact.get(account_id)
+    if last is None:
+        return ("no_contact", "No contact on record", "没有任何互动记录")
+    days = (facts.period.end - last).days
+    if days < limits.no_contact_days:
+        return None
+    return ("no_contact", f"No contact for {days} days", f"已{days}天没有互动")
+
+
+def _low_p_alive(value: float | None, limits: WarningThresholds):
+    if value is None or value >= limits.p_alive:
+        return None
+    pct = f"{value * 100:.0f}"
+    if pct == "0" and value > 0:
+        pct = "<1"  # "0%" would claim certainty the model does not have
+    return ("low_p_alive", f"Probability still active {pct}%", f"仍活跃的概率为{pct}%")
+
+
+def _health_drop(now: float | None, prev: float | None, limits: WarningThresholds):
+    if now is None or prev is None:
+        return None
+    drop = prev - now
+    if drop < limits.health_drop or drop <= 0:
+        return None
+    return (
+        "health_drop",
+        f"Health score down {_num(drop)} points ({_num(prev)} → {_num(now)})",
+        f"健康分下降{_num(drop)}分（{_num(prev)} → {_num(now)}）",
+    )
+
+
+# --------------------------------------------------------------------------- the facts, one query each
+
+def _kpi_values(frame: pd.DataFrame | None, kpi: str, label: str) -> dict[str, float]:
+    if frame is None or frame.empty:
+        return {}
+    rows = frame[(frame["kpi"] == kpi) & (frame["period"] == label) & (frame["status"] != "no_data")]
+    return {
+        row.account_id: float(row.value)
+        for row in rows.itertuples(index=False)
+        if row.value is not None and math.isfinite(float(row.value))
+    }
+
+
+def _columns(con, table: str) -> set[str]:
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_name = ? and table_schema = current_schema()",
+        [table],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time())
+
+
+class _Facts:
+    """The raw numbers the checks need, for every account at once."""
+
+    def __init__(self, con, period: Period, account_ids: list[str]):
+        self.period = period
+        end = period.end
+        recent_start = end - timedelta(days=RECENT_DAYS)
+        prior_start = recent_start - timedelta(days=RECENT_DAYS)
+        year = window_bounds("trailing_12m", end)
+        since = self._since(con)
+
+        self.orders: dict[str, tuple[int, float, int, float]] = {}
+        order_cols = _columns(con, "orders")
+        if {"account_id", "date"} <= order_cols:
+            # An order with several lines counts once; rows without an order_id count one each.
+            distinct = "count(distinct order_id) filter (where {w}) + count(*) filter (where order_id is null and {w})" \
+                if "order_id" in order_cols else "count(*) filter (where {w})"
+            recent_w, year_w = "date >= $recent and date < $end", "date >= $year and date < $end"
+            counts = dict(
+                (a, (int(r), int(y)))
+                for a, r, y in con.execute(
+                    f"select account_id, {distinct.format(w=recent_w)}, {distinct.format(w=year_w)} "
+                    "from orders where date >= $year and date < $end group by account_id",
+                    {"recent": recent_start, "year": year.start, "end": end},
+                ).fetchall()
+            )
+            for account_id in account_ids:
+                recent, in_year = counts.get(account_id, (0, 0))
+                # An account younger than a window is measured over its own age, so that a new
+                # account is not flagged for the months before it existed.
+                joined = since.get(account_id)
+                recent_from = max(recent_start, joined) if joined else recent_start
+                year_from = max(year.start, joined) if joined else year.start
+                recent_months = (end - recent_from).days / _DAYS_PER_MONTH
+                year_months = year.months if year_from == year.start else (end - year_from).days / _DAYS_PER_MONTH
+                self.orders[account_id] = (recent, recent_months, in_year, year_months)
+
+        self.complaints: dict[str, tuple[int, int]] = {}
+        if {"account_id", "opened_at", "is_complaint"} <= _columns(con, "tickets"):
+            for a, now, prior in con.execute(
+                "select account_id, count(*) filter (where opened_at >= $recent), count(*) filter (where opened_at < $recent) "
+                "from tickets where is_complaint and opened_at >= $prior and opened_at < $end group by account_id",
+                {"prior": _midnight(prior_start), "recent": _midnight(recent_start), "end": _midnight(end)},
+            ).fetchall():
+                self.complaints[a] = (int(now), int(prior))
+
+        self.detractors: dict[str, tuple[float, date, int]] = {}
+        if {"account_id", "date", "kind", "score"} <= _columns(con, "surveys"):
+            # The latest detractor is the one named; the lowest score breaks a tie on the same day.
+            for a, score, day, count in con.execute(
+                "select account_id, score, date, count(*) over (partition by account_id) from ("
+                "  select *, row_number() over (partition by account_id order by date desc, score) as rn from surveys"
+                "  where lower(kind) = 'nps' and score <= 6 and date >= $recent and date < $end"
+                ") qualify rn = 1",
+                {"recent": recent_start, "end": end},
+            ).fetchall():
+                self.detractors[a] = (float(score), day, int(count))
+
+        interaction_cols = _columns(con, "interactions")
+        self.has_interactions = {"account_id", "date"} <= interaction_cols
+        self.last_contact: dict[str, date] = {}
+        if self.has_interactions:
+            self.last_contact = dict(
+                con.execute(
+                    "select account_id, max(date) from interactions where date < $end group by account_id",
+                    {"end": end},
+                ).fetchall()
+            )
+
+    @staticmethod
+    def _since(con) -> dict[str, date]:
+        if {"account_id", "since"} <= _columns(con, "accounts"):
+            return dict(con.execute("select account_id, since from accounts where since is not null").fetchall())
+        return {}
