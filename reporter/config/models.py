@@ -34,7 +34,8 @@ class Smtp(Strict):
     password: str | None = Field(None, description="Use ${ENV_VAR}; never write a secret into the file")
     sender: str = Field("reports@example.com", alias="from", description="From address")
     timeout: float = Field(30, gt=0)
-    max_attempts: int = Field(4, ge=1)
+    max_attempts: int = Field(4, ge=1, description="tries per email on 4xx replies and connection errors")
+    retry_delay: float = Field(1.0, ge=0, description="seconds before the first retry; doubles each time, with jitter")
 
 
 class Project(Strict):

@@ -151,6 +151,14 @@ class Archive:
                      "size": len(data), "report": report, "period": period, "account_id": account_id}
             return self._append(entry)
 
+    def expired_by(self, retention_years: int, now: datetime) -> list[str]:
+        """Paths `expire` would delete now (nothing is changed)."""
+        cutoff = _years_before(_aware(now, "now"), retention_years)
+        with self._locked(fcntl.LOCK_SH):
+            self._refresh()
+            return [relative for relative, entry in sorted(self._current.items())
+                    if _aware(entry["generated_at"], "generated_at") < cutoff]
+
     def expire(self, retention_years: int, now: datetime) -> list[str]:
         """Delete artifacts generated more than `retention_years` before `now`, recording each
         deletion in the manifest first; returns their paths (relative to the root)."""

@@ -1,0 +1,206 @@
+"""`reporter run` end to end against a real SMTP server on loopback: who gets what, exactly once, and the archive."""
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from deliver.conftest import Received, ScriptedHandler, SmtpServer
+from helpers import edit
+
+REPORTER = str(Path(sys.executable).with_name("reporter"))
+
+
+class SlowHandler(ScriptedHandler):
+    """Keeps each message it is given, but after the first one waits before answering: a client
+    killed meanwhile has handed the message over without learning that it arrived."""
+
+    delay_after_first: float = 0.0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.data_commands += 1
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.peer))
+        if self.delay_after_first and self.data_commands > 1:
+            await asyncio.sleep(self.delay_after_first)
+        return f"250 2.0.0 queued as Q{self.data_commands}"
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slow_smtp():
+    server = SmtpServer()
+    server.handler = SlowHandler()
+    server.start()
+    yield server
+    server.stop()
+
+
+def use_smtp(project: Path, server: SmtpServer, per_account: bool = False) -> None:
+    edit(project / "configs" / "project.yaml", "admins: [admin@example.com]",
+         "admins: [admin@example.com]\n"
+         f"smtp: {{transport: smtp, host: 127.0.0.1, port: {server.port}, security: none, "
+         "from: reports@example.com, max_attempts: 3, retry_delay: 0}")
+    if per_account:
+        edit(project / "configs" / "reports.yaml", "      account_owner: true", "      account_owner: true\n"
+             "      one_email_per: account")
+
+
+def messages(server: SmtpServer) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(r.content, policy=email.policy.default) for r in server.handler.received]
+
+
+def to_of(message) -> str:
+    return str(message["To"].addresses[0].addr_spec)
+
+
+def pdf_text(part) -> str:
+    import io
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(part.get_content())).pages)
+
+
+def reporter(project: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([REPORTER, *args, "-p", str(project)], capture_output=True, text=True, **kwargs)
+
+
+def test_each_owner_gets_exactly_their_accounts_once(project, smtp):
+    use_smtp(project, smtp)
+    result = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert result.returncode == 0, result.stderr
+    received = {to_of(m): m for m in messages(smtp)}
+    assert sorted(received) == ["ann@example.com", "bo@example.com"]
+    ann_files = sorted(p.get_filename() for p in received["ann@example.com"].iter_attachments())
+    bo_files = sorted(p.get_filename() for p in received["bo@example.com"].iter_attachments())
+    assert ann_files == ["A1-acme-corp.pdf", "A3-globex-ltd.pdf"]
+    assert bo_files == ["A2.pdf"]
+    bo_pdf = next(received["bo@example.com"].iter_attachments())
+    assert "长城精密制造有限公司" in pdf_text(bo_pdf)
+    assert "Acme" not in pdf_text(bo_pdf)
+
+    again = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert again.returncode == 0, again.stderr
+    assert len(smtp.handler.received) == 2, "a finished period must send nothing"
+    assert "2 already sent earlier" in again.stdout
+
+
+def test_resend_sends_again_on_purpose_and_is_recorded(project, smtp):
+    use_smtp(project, smtp)
+    assert reporter(project, "run", "--report", "reviews", "--period", "2026-10").returncode == 0
+    result = reporter(project, "run", "--report", "reviews", "--period", "2026-10", "--resend", "bo@example.com")
+    assert result.returncode == 0, result.stderr
+    assert [to_of(m) for m in messages(smtp)].count("bo@example.com") == 2
+    rows = json.loads(reporter(project, "deliveries", "--format", "json").stdout)
+    bo = next(r for r in rows if r["recipient"] == "bo@example.com")
+    assert (bo["state"], bo["resends"]) == ("SENT", 1)
+
+
+def test_temporary_failures_are_retried(project, smtp):
+    use_smtp(project, smtp)
+    edit(project / "configs" / "reports.yaml", "      account_owner: true", "      account_owner: true\n"
+         "    filter: {accounts: [A2]}")
+    smtp.handler.data_replies = ["451 4.3.0 try later", "451 4.3.0 try later"]
+    result = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert result.returncode == 0, result.stderr
+    assert [to_of(m) for m in messages(smtp)] == ["bo@example.com"]
+    rows = json.loads(reporter(project, "deliveries", "--format", "json").stdout)
+    assert [(r["recipient"], r["state"], r["attempts"]) for r in rows] == [("bo@example.com", "SENT", 3)]
+
+
+def test_permanent_failure_is_not_retried_and_admins_are_told(project, smtp):
+    use_smtp(project, smtp)
+    edit(project / "configs" / "reports.yaml", "      account_owner: true", "      account_owner: true\n"
+         "    filter: {accounts: [A2]}")
+    smtp.handler.data_replies = ["550 5.1.1 mailbox unavailable"]
+    result = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert result.returncode == 1
+    assert "partial" in result.stdout and "550" in result.stdout
+    assert smtp.handler.data_commands == 2  # the failed one, once, and the admins' summary
+    assert [to_of(m) for m in messages(smtp)] == ["admin@example.com"]
+    assert "bo@example.com" in messages(smtp)[0].get_body(("plain",)).get_content()
+    rows = json.loads(reporter(project, "deliveries", "--format", "json").stdout)
+    assert [(r["state"], r["attempts"], r["last_code"]) for r in rows] == [("FAILED", 1, 550)]
+
+
+def test_server_down_then_a_later_run_delivers_the_rest(project, smtp):
+    use_smtp(project, smtp)
+    smtp.stop()
+    down = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert down.returncode == 1
+    assert "partial" in down.stdout
+    smtp.start()
+    later = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert later.returncode == 0, later.stderr
+    assert sorted(to_of(m) for m in messages(smtp)) == ["ann@example.com", "bo@example.com"]
+
+
+def test_header_injection_in_data_adds_no_header(project, smtp):
+    use_smtp(project, smtp)
+    edit(project / "data" / "accounts.csv", "bo@example.com,Bo Wang", 'bo@example.com,"=?UTF-8?Q?=0A?=Bcc: x@y"')
+    assert reporter(project, "run", "--report", "reviews", "--period", "2026-10").returncode == 0
+    for received in smtp.handler.received:
+        assert "x@y" not in received.rcpt_tos
+        headers = email.message_from_bytes(received.content, policy=email.policy.default)
+        assert headers.get_all("Bcc") is None
+
+
+def test_archive_is_verified_and_tampering_is_caught(project, smtp):
+    use_smtp(project, smtp)
+    assert reporter(project, "run", "--report", "leadership", "--period", "2026-10").returncode == 0
+    ok = reporter(project, "verify")
+    assert ok.returncode == 0, ok.stderr
+    manifest = project / "output" / "archive" / "manifest.jsonl"
+    entry = json.loads(manifest.read_text(encoding="utf-8").splitlines()[0])
+    assert entry["recipients"] == ["ceo@example.com"] and len(entry["config_sha256"]) == 64
+    pdf = project / "output" / "archive" / entry["path"]
+    reader = PdfReader(pdf)
+    assert "/AF" in reader.trailer["/Root"] or reader.attachments, "the archive copy is PDF/A-3b with attachments"
+    data = bytearray(pdf.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    pdf.write_bytes(bytes(data))
+    bad = reporter(project, "verify")
+    assert bad.returncode == 2
+    assert "tampered" in bad.stderr
+
+
+def test_sigkill_mid_run_then_rerun_sends_each_recipient_one_message(project, slow_smtp):
+    """Killed after the first of three deliveries: the rerun sends the rest; the one in flight stays marked."""
+    smtp = slow_smtp
+    use_smtp(project, smtp, per_account=True)
+    smtp.handler.delay_after_first = 30.0
+    process = subprocess.Popen([REPORTER, "run", "-p", str(project), "--report", "reviews", "--period", "2026-10"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while smtp.handler.data_commands < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert smtp.handler.data_commands >= 2, "the run never reached its second delivery"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    smtp.handler.delay_after_first = 0
+    rerun = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert rerun.returncode == 1, "the in-flight delivery is reported as in doubt"
+    assert "in doubt" in rerun.stdout
+    per_recipient: dict[str, int] = {}
+    for m in messages(smtp):
+        key = (to_of(m), tuple(p.get_filename() for p in m.iter_attachments()))
+        per_recipient[key] = per_recipient.get(key, 0) + 1
+    assert all(count == 1 for count in per_recipient.values()), per_recipient
+    rows = json.loads(reporter(project, "deliveries", "--format", "json").stdout)
+    states = sorted(r["state"] for r in rows)
+    assert states == ["SENDING", "SENT", "SENT"]
