@@ -1,0 +1,1 @@
+"""The compute benchmark: the full scorecard of one month against one scan of every source table."""
