@@ -15,9 +15,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 	@scripts/system-deps.sh
 
+# The sample data ends in 2026-10: the demo runs that month's full cycle into the outbox.
+DEMO_PERIOD ?= 2026-10
+
 demo: install
-	$(VENV)/bin/reporter init . --sample
+	$(VENV)/bin/reporter init . --sample --end $(DEMO_PERIOD)
 	$(VENV)/bin/reporter validate -p .
+	$(VENV)/bin/reporter scorecard -p . --period $(DEMO_PERIOD) --tier strategic
+	$(VENV)/bin/reporter run -p . --report leadership_scorecard --period $(DEMO_PERIOD)
+	$(VENV)/bin/reporter run -p . --report account_reviews --period $(DEMO_PERIOD)
+	$(VENV)/bin/reporter verify -p .
+	@echo
+	@echo "Look at: output/outbox/ (the emails, .eml), output/archive/ (PDF/A-3b + manifest.jsonl),"
+	@echo "         output/data_quality/rejected_rows.csv, and run: .venv/bin/reporter deliveries"
 
 test: install
 	$(VENV)/bin/reporter schema --check

@@ -136,9 +136,11 @@ def _print_scorecard(result: dict, detailed: bool) -> None:
     for a in result["accounts"]:
         health = "-" if a["health_score"] is None else f"{a['health_score']:.0f}"
         status = Text(a["health_status"], style=STATUS_STYLE.get(a["health_status"], ""))
-        warnings = "; ".join(w["reason"] for w in a["warnings"])
+        warnings = ", ".join(w["code"] for w in a["warnings"])  # reasons in full: --account ID
         table.add_row(a["account_id"], a["name"], a["tier"], health, status, a["trend"] or "-", warnings)
     out.print(table)
+    if any(a["warnings"] for a in result["accounts"]):
+        out.print("warning reasons: reporter scorecard --account ID", markup=False)
 
 
 def _print_account_kpis(a: dict, period: str) -> None:
