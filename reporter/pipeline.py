@@ -33,9 +33,11 @@ def resolve_period(config: ProjectConfig, text: str | None, clock: Clock, kind: 
     return last_complete_period(clock.now(), config.project.timezone, kind, fiscal)
 
 
-def load(project_dir: Path | str, period_text: str | None, clock: Clock) -> Loaded:
+def load(project_dir: Path | str, period_text: str | None, clock: Clock, report_name: str | None = None) -> Loaded:
     """Validate the configs and load every source; blocking problems raise before anything is computed."""
     config = load_project(project_dir)
+    if report_name is not None:
+        _report(config, report_name)  # a misspelt --report fails before any data is read
     period = resolve_period(config, period_text, clock)
     horizon = (add_months(period.end, -config.project.history_months), period.end)
     data = load_sources(config.sources, config.root, horizon)
@@ -91,7 +93,7 @@ def run_report(project_dir, report_name: str, period_text: str | None, clock: Cl
 
     step = progress or (lambda stage, done, total, label="": None)
     step("load", 0, 1)
-    loaded = load(project_dir, period_text, clock)
+    loaded = load(project_dir, period_text, clock, report_name)
     config, period = loaded.config, loaded.period
     report = _report(config, report_name)
     step("load", 1, 1)
@@ -294,7 +296,7 @@ def render_only(project_dir, report_name: str, period_text: str | None, clock: C
     from .render import render_report
     from .render.chart_set import charts_for_report
 
-    loaded = load(project_dir, period_text, clock)
+    loaded = load(project_dir, period_text, clock, report_name)
     config, period = loaded.config, loaded.period
     report = _report(config, report_name)
     scorecard = compute_scorecard(loaded)
@@ -327,7 +329,7 @@ def plan_only(project_dir, report_name: str, period_text: str | None, clock: Clo
     from .deliver.audience import plan_audience
     from .render.files import account_file_name, report_file_name
 
-    loaded = load(project_dir, period_text, clock)
+    loaded = load(project_dir, period_text, clock, report_name)
     config, period = loaded.config, loaded.period
     report = _report(config, report_name)
     scorecard = compute_scorecard(loaded)

@@ -204,3 +204,39 @@ def test_sigkill_mid_run_then_rerun_sends_each_recipient_one_message(project, sl
     rows = json.loads(reporter(project, "deliveries", "--format", "json").stdout)
     states = sorted(r["state"] for r in rows)
     assert states == ["SENDING", "SENT", "SENT"]
+
+
+def test_render_writes_the_documents_and_sends_nothing(project, cli):
+    code, out, err = cli("render", "-p", project, "--report", "reviews", "--period", "2026-10",
+                         "--account", "A2", "--locale", "zh_CN")
+    assert code == 0, err
+    folder = project / "output" / "reports" / "reviews" / "2026-10"
+    assert sorted(p.name for p in folder.iterdir()) == ["A2.html", "A2.pdf"]
+    text = "\n".join(page.extract_text() for page in PdfReader(folder / "A2.pdf").pages)
+    assert "长城精密制造有限公司" in text
+    assert not (project / "output" / "outbox").exists() and not (project / "output" / "state").exists()
+
+
+def test_render_rejects_an_unknown_account(project, cli):
+    code, _, err = cli("render", "-p", project, "--report", "reviews", "--period", "2026-10", "--account", "A22")
+    assert code == 2
+    assert '--account: no account "A22" in the data; did you mean "A2"?' in err.splitlines()
+
+
+def test_plan_lists_recipients_files_and_missing_commentary(project, cli):
+    notes = project / "notes" / "2026-10"
+    notes.mkdir(parents=True)
+    (notes / "A1.md").write_text("## Highlights\n- Renewal signed\n", encoding="utf-8")
+    code, out, err = cli("plan", "-p", project, "--report", "reviews", "--period", "2026-10")
+    assert code == 0, err
+    assert "ann@example.com" in out and "A1-acme-corp.pdf" in out and "A2.pdf" in out
+    assert "no commentary yet (notes/2026-10/<account>.md) for: A2, A3" in out
+    assert not (project / "output" / "state").exists(), "plan sends and records nothing"
+
+
+def test_unknown_report_name_is_a_located_error(project, cli):
+    code, _, err = cli("run", "-p", project, "--report", "review", "--period", "2026-10")
+    assert code == 2
+    assert ('no report "review" in configs/reports.yaml; did you mean "reviews"?; reports: leadership, reviews'
+            in err.splitlines())
+    assert not (project / "output").exists()
