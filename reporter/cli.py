@@ -414,6 +414,92 @@ def schema(
     out.print(f"wrote {target}", markup=False)
 
 
+def _now_option(text: str | None):
+    """--now ISO-TIME as a FixedClock (a time without offset is UTC), else the system clock."""
+    from datetime import datetime, timezone
+
+    from .clock import FixedClock
+
+    if text is None:
+        return SystemClock()
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO time such as 2026-11-03T00:00:00Z, got {text!r}",
+                                 param_hint="--now") from None
+    return FixedClock(at if at.tzinfo else at.replace(tzinfo=timezone.utc))
+
+
+@app.command("schedule")
+def schedule_command(
+    project: Path = ProjectOpt,
+    once: bool = typer.Option(False, "--once", help="Run what is due now, then exit (for cron, systemd timers, "
+                              "Kubernetes CronJobs). Exit 1 if a run ended partial or failed."),
+    now: Optional[str] = typer.Option(None, "--now", help="Act as if at this ISO time (needs --once): dry runs, "
+                                      "tests, backfills. Without an offset: UTC."),
+    every: int = typer.Option(60, "--every", min=1, help="Seconds between ticks of the daemon."),
+    log_format: str = typer.Option("text", "--log-format", help="text or json (one object per line)."),
+    holder: Optional[str] = typer.Option(None, "--holder", help="Name in the claims table; default host:pid."),
+    lease: int = typer.Option(300, "--lease", min=3, help="Seconds a claim lasts without renewal; a dead "
+                              "holder's period is taken over after this."),
+    retry_after: int = typer.Option(900, "--retry-after", min=0, help="Seconds before a partial period is "
+                                    "retried (doubling per attempt, at most a day)."),
+) -> None:
+    """Run every scheduled report's due periods, once across all schedulers sharing the ledger; stay up and
+    tick every minute, or with --once do what is due and exit. SIGTERM/SIGINT: finish the email in flight, exit 0."""
+    import threading
+
+    from .scheduling.daemon import FAILING_STATES, EventLog, default_holder, run_daemon, stop_on_signals, tick
+
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("expected text or json", param_hint="--log-format")
+    if now is not None and not once:
+        raise typer.BadParameter("a daemon runs on the real clock; use --now with --once (once per moment "
+                                 "to replay, e.g. for a backfill)", param_hint="--now")
+    clock = _now_option(now)
+    log = EventLog(log_format)
+    holder = holder or default_holder()
+    stop = threading.Event()
+    stop_on_signals(stop)
+    options = {"lease_seconds": lease, "retry_seconds": retry_after}
+    if not once:
+        run_daemon(project, clock, every_seconds=every, stop=stop, holder=holder, log=log, **options)
+        return
+    results = tick(project, clock, holder, log, stop=stop, **options)
+    if stop.is_set():
+        log("stopped", holder=holder)
+    elif not results:
+        log("nothing_due", holder=holder, now=clock.now())
+    raise typer.Exit(1 if any(r.state in FAILING_STATES for r in results) else 0)
+
+
+@app.command("next")
+def next_command(
+    project: Path = ProjectOpt,
+    now: Optional[str] = typer.Option(None, "--now", help="List from this ISO time instead of now (UTC if no offset)."),
+    count: int = typer.Option(3, "--count", min=1, help="Runs per report."),
+) -> None:
+    """Upcoming scheduled runs of every report, in the report's time zone, with the period each one reports."""
+    from .config import load_project
+    from .scheduling.planner import next_runs, period_for
+
+    config = load_project(project)
+    start = _now_option(now).now()
+    table = Table(title=f"Next runs after {start.astimezone(ZoneInfo('UTC')):%Y-%m-%d %H:%M} UTC",
+                  title_justify="left")
+    for column in ("report", "runs at", "time zone", "reports period"):
+        table.add_column(column, overflow="fold")
+    for name, report in config.reports.items():
+        if report.schedule is None:
+            table.add_row(name, "not scheduled", "", "")
+            continue
+        zone = ZoneInfo(report.schedule.timezone)
+        for at in next_runs(report.schedule, start, count):
+            table.add_row(name, at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"), report.schedule.timezone,
+                          period_for(report.schedule, at, config.project.fiscal_year_start).label)
+    out.print(table)
+
+
 def main() -> None:
     """Entry point: user errors print as located messages with exit code 2, tracebacks only with --debug."""
     try:

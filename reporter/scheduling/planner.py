@@ -75,18 +75,23 @@ def next_runs(schedule: Schedule, now: datetime, count: int = 3) -> list[datetim
     return runs
 
 
+def due_periods(report: str, schedule: Schedule, now: datetime, fiscal_year_start: int = 1) -> list[Due]:
+    """Every period whose run time has come by `now`, as far back as catch-up can reach; oldest first."""
+    lookback = {"month": 400, "quarter": 1200, "year": 4000}[PERIOD_KIND[schedule.period]]
+    dues: dict[str, Due] = {}
+    for fire in fire_times(schedule, now - timedelta(days=lookback * max(1, schedule.catch_up)), now):
+        period = period_for(schedule, fire, fiscal_year_start)
+        dues.setdefault(period.label, Due(report, period, fire))
+    return sorted(dues.values(), key=lambda d: d.period.start)
+
+
 def plan(report: str, schedule: Schedule, now: datetime, done: set[str], fiscal_year_start: int = 1) -> Plan:
     """What to run now: every due period not done since the last done one, the newest `catch_up` of them.
 
     With no history at all only the latest due period runs: older ones are run on
     request (`reporter run --period`), never by surprise.
     """
-    lookback = {"month": 400, "quarter": 1200, "year": 4000}[PERIOD_KIND[schedule.period]]
-    dues: dict[str, Due] = {}
-    for fire in fire_times(schedule, now - timedelta(days=lookback * max(1, schedule.catch_up)), now):
-        period = period_for(schedule, fire, fiscal_year_start)
-        dues.setdefault(period.label, Due(report, period, fire))
-    ordered = sorted(dues.values(), key=lambda d: d.period.start)
+    ordered = due_periods(report, schedule, now, fiscal_year_start)
     if not done:
         return Plan(run=ordered[-1:], skipped=[])
     latest_done = max((d.period.start for d in ordered if d.period.label in done), default=None)

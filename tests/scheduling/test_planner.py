@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from reporter.config.models import Schedule, schedule_from_text
-from reporter.scheduling.planner import fire_times, next_runs, plan
+from reporter.scheduling.planner import due_periods, fire_times, next_runs, plan
 
 UTC = timezone.utc
 MONTHLY = Schedule(cron="0 7 1 * *", timezone="Asia/Shanghai", period="previous_month", catch_up=3)
@@ -81,3 +81,11 @@ def test_next_runs_are_in_order_and_in_the_future():
     now = utc(2026, 11, 22, 12)
     runs = next_runs(MONTHLY, now)
     assert runs == [utc(2026, 11, 30, 23), utc(2026, 12, 31, 23), utc(2027, 1, 31, 23)]
+
+
+def test_due_periods_are_every_period_whose_run_time_has_come_oldest_first():
+    schedule = MONTHLY.model_copy(update={"catch_up": 1})
+    dues = due_periods("r", schedule, utc(2026, 11, 3))
+    assert [d.period.label for d in dues][-3:] == ["2026-08", "2026-09", "2026-10"]
+    assert dues[-1].fire_at == utc(2026, 10, 31, 23, 0)
+    assert due_periods("r", schedule, utc(2026, 10, 31, 22, 59))[-1].period.label == "2026-09"
