@@ -268,6 +268,7 @@ def breakdown(con, config, period) -> tuple[float, list[tuple[str, float, int]]]
     timers = Timers()
     targets = [
         (scorecard, "compute_kpis", "compute_kpis"),
+        (scorecard, "compute_kpi_cells", "compute_kpis"),  # the scorecard's own entry to the KPI library
         (scorecard, "_accounts", "scorecard: read accounts"),
         (scorecard, "assign_tiers", "scorecard: assign tiers"),
         (scorecard, "score_accounts", "scorecard: score accounts (status, health, percentiles)"),

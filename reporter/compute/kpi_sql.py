@@ -7,6 +7,9 @@ and is dropped afterwards:
   in months and the bounds of the prior and year-earlier windows. KPIs compute every
   period in one query by joining against it.
 * ``grid`` — accounts × periods of one window, so that every account gets a row.
+* ``scopes`` — optionally, named subsets of the accounts (the scorecard computes a KPI only for
+  the accounts whose tier uses it). While ``Tables.scope`` names one, the grid and the event
+  totals cover only its accounts; everything per account is computed exactly as without it.
 * ``order buckets`` — the orders, scanned ONCE and summed per account and *bucket*: a
   calendar month, split again at every window boundary that is not a month start
   (trailing-90-day windows). Every window of every order KPI is an exact union of
@@ -15,10 +18,13 @@ and is dropped afterwards:
   KPIs over orders whose aggregates can be combined (sum, count, min, max, avg) get
   their partial aggregates computed in the same scan.
 * ``order totals`` — running sums of the buckets per account; the totals of any window
-  are the running sums at its end minus those at its start (two ASOF joins), so no
-  window ever re-reads the rows it covers.
+  are the running sums at its end minus those at its start, so no window ever re-reads
+  the rows it covers. The running-sum rows at each bound are found by an as-of look-up
+  (the last row before the bound: what ``ASOF JOIN`` finds) done with numpy on the
+  sorted (account, bucket) keys, then joined back by rowid; the sums stay in SQL.
 * ``event totals`` — the same for the other entities: rows counted and a value summed
-  per account, key (say, department) and day, as running totals.
+  per account, key (say, department) and day, as running totals (per pair number ``gid``),
+  looked up the same way.
 * ``rows in window`` — for the KPIs that need the rows themselves (ticket medians):
   each row once per window that holds it, shared by those KPIs.
 
@@ -34,6 +40,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from ..config.entities import ENTITIES, TIMESTAMP
 from .periods import Period, Window, prior_window, window_bounds, year_earlier
@@ -69,6 +77,13 @@ EXACT = "DECIMAL(38, 6)"
 
 # Aggregates whose per-bucket results combine into the window's result: partial -> combining aggregate.
 _COMBINE = {"sum": "sum", "count": "sum", "count_star": "sum", "min": "min", "max": "max"}
+
+
+def _bounds(row: WindowRow) -> list[date | None]:
+    """w_lo, w_hi, w_prior_lo, w_prior_hi, w_ye_lo, w_ye_hi of one windows row."""
+    cur, prior, ye = row.current, row.prior, row.earlier
+    return [cur.start or OPEN_START, cur.end, prior.start if prior else None, prior.end if prior else None,
+            ye.start or OPEN_START, ye.end]
 
 
 def lit(text: str) -> str:
@@ -191,6 +206,11 @@ class Tables:
         self.order_partials = dict(order_partials or {})
         self.custom_numbers: dict[str, int] = {}  # custom KPI id -> number in the partial column names
         self._order_windows = set(order_windows)
+        # Named account subsets (see the module docstring) and the one the KPI being built uses.
+        self.scopes: dict[str, list[str]] = {}
+        self.scope: str | None = None
+        # The scorecard reads only the last period's note: lean KPI queries leave the others NULL.
+        self.lean = False
         self._created: list[str] = []
         self._cache: dict[tuple, object] = {}
         self._empty: dict[str, bool] = {}
@@ -250,10 +270,8 @@ class Tables:
         def build():
             values = []
             for row in self.window_rows(window):
-                cur, prior, ye = row.current, row.prior, row.earlier
-                bounds = [cur.start or OPEN_START, cur.end,
-                          prior.start if prior else None, prior.end if prior else None,
-                          ye.start or OPEN_START, ye.end]
+                cur = row.current
+                bounds = _bounds(row)
                 cols = [str(row.pidx), lit(row.label), date_lit(cur.end),
                         "true" if cur.start is not None else "false",
                         "NULL::DOUBLE" if cur.months is None else f"{float(cur.months)!r}::DOUBLE"]
@@ -279,13 +297,95 @@ class Tables:
             f"SELECT count(*) FROM {self.accounts()}").fetchall()[0][0])
 
     def grid(self, window: str) -> str:
-        """Table: every account × every period with the window columns, and gidx (the output order)."""
+        """Table: every account (of the current scope) × every period with the window columns, and gidx
+        (the output order: aidx × periods + pidx)."""
         n_periods = len(self.periods)
-        return self.once(("grid", window), lambda: self.create(
-            self.name("g", window),
+        scope = self.scope
+        accounts = self.accounts() if scope is None else self.scope_accounts(scope)
+        return self.once(("grid", window, scope), lambda: self.create(
+            self.name("g", window) if scope is None else self.name("g", window, scope),
             f"SELECT a.account_id, a.since, a.aidx * {n_periods} + w.pidx AS gidx, w.* "
-            f"FROM {self.accounts()} a CROSS JOIN {self.windows(window)} w",
+            f"FROM {accounts} a CROSS JOIN {self.windows(window)} w",
         ))
+
+    # ------------------------------------------------------------------ scopes
+
+    def scope_accounts(self, scope: str) -> str:
+        """Table: account_id, aidx (position in account_id order within the scope), since: the accounts
+        of ``accounts()`` that are in the scope."""
+
+        def build():
+            ids = pa.table({"account_id": pa.array(sorted(set(self.scopes[scope])), pa.string())})
+            source = self.name("sa", scope, "ids")
+            self.con.register(source, ids)
+            try:
+                return self.create(
+                    self.name("sa", scope),
+                    "SELECT account_id, (row_number() OVER (ORDER BY account_id) - 1)::BIGINT AS aidx, since "
+                    f"FROM {self.accounts()} WHERE account_id IN (SELECT account_id FROM {source})",
+                )
+            finally:
+                self.con.unregister(source)
+
+        return self.once(("scope_accounts", scope), build)
+
+    def scope_ids(self, scope: str | None) -> list[str]:
+        """The account ids of a scope (None: all accounts) in aidx order."""
+        table = self.accounts() if scope is None else self.scope_accounts(scope)
+        return self.once(("scope_ids", scope), lambda: [r[0] for r in self.con.execute(
+            f"SELECT account_id FROM {table} ORDER BY aidx").fetchall()])
+
+    def in_scope(self, column: str) -> str:
+        """SQL condition: ``column`` (an account_id) is in the current scope."""
+        if self.scope is None:
+            return "true"
+        return f"{column} IN (SELECT account_id FROM {self.scope_accounts(self.scope)})"
+
+    # ------------------------------------------------------------------ running totals: as-of look-ups
+
+    def _asof_index(self, sql: str, order: str = "gid, k") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(group id, key, rowid) of the rows ``sql`` selects (columns gid, k, rid), sorted by ``order``
+        (group, then key or what the key truncates)."""
+        table = self.con.sql(f"SELECT gid, k, rid FROM ({sql}) ORDER BY {order}").to_arrow_table()
+        return tuple(table[c].to_numpy(zero_copy_only=False).astype(np.int64) for c in ("gid", "k", "rid"))
+
+    def asof_rows(self, name: str, index, groups: np.ndarray, window: str, shift: str = "") -> str:
+        """Table: gid, pidx, e_rid, s_rid: for each group of ``groups`` and period, the rowid of the group's
+        last row with a key before the window's end (e_rid; no row for the pair without one) and before
+        its start (s_rid, NULL without one). Keys are day numbers; ``shift`` picks the window as in
+        ``windows`` (current, prior, ye). The same rows as ``ASOF [LEFT] JOIN ... ON hi > key``."""
+        gid, key, rid = index
+        which = {"": 0, "prior": 2, "ye": 4}[shift]
+        rows = self.window_rows(window)
+        bounds = [[None if b is None else day_number(b) for b in _bounds(row)[which:which + 2]] for row in rows]
+        # group and key in one sortable int64: keys are day numbers (dates of years 1 to 9999 fit in 2^32)
+        span, offset = np.int64(1) << 33, np.int64(1) << 32
+        composite = gid * span + key + offset
+        g = np.repeat(groups.astype(np.int64), len(rows))
+        p = np.tile(np.arange(len(rows), dtype=np.int64), len(groups))
+        hi = np.array([b[1] if b[1] is not None else 0 for b in bounds], np.int64)[p]
+        lo = np.array([b[0] if b[0] is not None else 0 for b in bounds], np.int64)[p]
+        has_hi = np.array([b[1] is not None for b in bounds], bool)[p]
+        has_lo = np.array([b[0] is not None for b in bounds], bool)[p]
+
+        def last_before(bound: np.ndarray, has: np.ndarray):
+            at = np.searchsorted(composite, g * span + bound + offset, side="left") - 1
+            safe = np.maximum(at, 0)
+            ok = has & (at >= 0) & (gid[safe] == g) if len(gid) else np.zeros(len(g), bool)
+            return (rid[safe] if len(rid) else np.zeros(len(g), np.int64)), ok
+
+        e_rid, e_ok = last_before(hi, has_hi)
+        s_rid, s_ok = last_before(lo, has_lo)
+        found = pa.table({
+            "gid": pa.array(g[e_ok], pa.int64()), "pidx": pa.array(p[e_ok], pa.int64()),
+            "e_rid": pa.array(e_rid[e_ok], pa.int64()), "s_rid": pa.array(s_rid[e_ok], pa.int64(), mask=~s_ok[e_ok]),
+        })
+        source = name + "_src"
+        self.con.register(source, found)
+        try:
+            return self.create(name, f"SELECT * FROM {source}")
+        finally:
+            self.con.unregister(source)
 
     # ------------------------------------------------------------------ events of the other entities
 
@@ -297,29 +397,42 @@ class Tables:
         and is named ``name`` (one running-total table per name). Like the orders, a window's
         numbers are the running totals at its end minus those at its start."""
 
+        scope = self.scope
+
         def totals():
             daily = (f"SELECT account_id, key, day, count(*) AS c, sum(value::{EXACT}) AS v FROM ({source}) "
-                     "WHERE account_id IS NOT NULL AND day IS NOT NULL GROUP BY account_id, key, day")
+                     f"WHERE account_id IS NOT NULL AND day IS NOT NULL AND {self.in_scope('account_id')} "
+                     "GROUP BY account_id, key, day")
+            # gid numbers the (account_id, key) pairs: the running totals partition by it (the same
+            # partitions as by the pair) and the as-of look-ups key on it.
+            pairs = ("SELECT account_id, key, (row_number() OVER (ORDER BY account_id, key) - 1)::BIGINT AS gid "
+                     "FROM (SELECT DISTINCT account_id, key FROM d)")
             return self.create(
-                self.name("et", name),
-                "SELECT account_id, key, day, sum(c) OVER a AS cnt, sum(v) OVER a AS total "
-                f"FROM ({daily}) WINDOW a AS (PARTITION BY account_id, key ORDER BY day ROWS UNBOUNDED PRECEDING)",
+                self.name("et", name) if scope is None else self.name("et", name, scope),
+                f"WITH d AS MATERIALIZED ({daily}) "
+                "SELECT d.account_id, d.key, p.gid, d.day, sum(d.c) OVER a AS cnt, sum(d.v) OVER a AS total "
+                f"FROM d JOIN ({pairs}) p ON p.account_id = d.account_id AND p.key = d.key "
+                "WINDOW a AS (PARTITION BY p.gid ORDER BY d.day ROWS UNBOUNDED PRECEDING)",
             )
 
         def build():
-            table = self.once(("event_totals", name), totals)
-            lo, hi = (f"w_{shift}_lo", f"w_{shift}_hi") if shift else ("w_lo", "w_hi")
+            table = self.once(("event_totals", name, scope), totals)
+            # Per pair and period the running totals at the window's end and start (the rows
+            # ``ASOF JOIN ... ON hi > day`` finds), looked up with numpy (see asof_rows).
+            index = self.once(("asof_index", table), lambda: self._asof_index(
+                f"SELECT gid, (day::DATE - DATE '1970-01-01')::BIGINT AS k, rowid AS rid, day AS o FROM {table}",
+                order="gid, o"))
+            groups = np.unique(index[0])
+            found = self.asof_rows(self.name("etx", name, window, shift or "cur", *([scope] if scope else [])),
+                                   index, groups, window, shift)
             return self.inline(
-                "SELECT g.account_id, g.key, g.pidx, (e.cnt - coalesce(s.cnt, 0))::BIGINT AS cnt, "
+                "SELECT e.account_id, e.key, x.pidx, (e.cnt - coalesce(s.cnt, 0))::BIGINT AS cnt, "
                 "(coalesce(e.total, 0) - coalesce(s.total, 0))::DOUBLE AS total, e.day AS last_day "
-                f"FROM (SELECT p.account_id, p.key, w.pidx, w.{lo} AS lo, w.{hi} AS hi "
-                f"FROM (SELECT DISTINCT account_id, key FROM {table}) p CROSS JOIN {self.windows(window)} w) g "
-                f"ASOF JOIN {table} e ON g.account_id = e.account_id AND g.key = e.key AND g.hi > e.day "
-                f"ASOF LEFT JOIN {table} s ON g.account_id = s.account_id AND g.key = s.key AND g.lo > s.day "
+                f"FROM {found} x JOIN {table} e ON e.rowid = x.e_rid LEFT JOIN {table} s ON s.rowid = x.s_rid "
                 "WHERE e.cnt - coalesce(s.cnt, 0) > 0",
             )
 
-        return self.once(("event_stats", name, window, shift), build)
+        return self.once(("event_stats", name, window, shift, scope), build)
 
     def rows_in_window(self, entity: str, window: str) -> str:
         """Table: the entity's rows (all columns) once per period whose window holds them, with
@@ -428,30 +541,38 @@ class Tables:
         last order before the window end. Accounts without orders in the window have no row."""
 
         def build():
-            lo, hi = (f"w_{shift}_lo_i", f"w_{shift}_hi_i") if shift else ("w_lo_i", "w_hi_i")
             totals = self.order_totals()
             diff = ", ".join([*(f"(e.{c} - coalesce(s.{c}, 0))::BIGINT AS {c}" for c in ("lines", "margin_lines", "days")),
                               *(f"(e.{c} - coalesce(s.{c}, 0))::DOUBLE AS {c}" for c in ("amount", "margin", "margin_amount"))])
+            # The running totals at the window's end and start: per account the last bucket before each
+            # bound (what ``ASOF JOIN ... ON g.hi > e.b`` finds), looked up with numpy (see asof_rows).
+            index = self.once(("asof_index", "order_totals"), lambda: self._asof_index(
+                f"SELECT a.aidx AS gid, o.b AS k, o.rowid AS rid FROM {totals} o JOIN {self.accounts()} a "
+                "USING (account_id)"))
+            found = self.asof_rows(self.name("osx", window, shift or "cur"), index,
+                                   np.arange(self.account_count(), dtype=np.int64), window, shift)
             return self.create(
                 self.name("os", window, shift or "cur"),
-                f"SELECT g.account_id, g.pidx, {diff}, e.first_day, e.last_day "
-                f"FROM (SELECT a.account_id, w.pidx, w.{lo} AS lo, w.{hi} AS hi FROM {self.accounts()} a "
-                f"CROSS JOIN {self.windows(window)} w) g "
-                f"ASOF JOIN {totals} e ON g.account_id = e.account_id AND g.hi > e.b "
-                f"ASOF LEFT JOIN {totals} s ON g.account_id = s.account_id AND g.lo > s.b "
+                f"SELECT a.account_id, x.pidx, {diff}, e.first_day, e.last_day "
+                f"FROM {found} x JOIN {self.accounts()} a ON a.aidx = x.gid "
+                f"JOIN {totals} e ON e.rowid = x.e_rid LEFT JOIN {totals} s ON s.rowid = x.s_rid "
                 "WHERE e.lines - coalesce(s.lines, 0) > 0",
             )
 
         return self.once(("order_stats", window, shift), build)
 
     def in_window_buckets(self, window: str) -> str:
-        """FROM clause: order buckets (alias ob) joined with the windows (alias w) they lie in."""
-        return (f"{self.order_buckets()} ob JOIN {self.windows(window)} w "
+        """FROM clause: order buckets (alias ob) of the current scope's accounts joined with the windows
+        (alias w) they lie in."""
+        buckets = self.order_buckets()
+        if self.scope is not None:
+            buckets = f"(SELECT * FROM {buckets} WHERE {self.in_scope('account_id')})"
+        return (f"{buckets} ob JOIN {self.windows(window)} w "
                 "ON ob.b >= w.w_lo_i AND ob.b < w.w_hi_i")
 
     def order_months(self, window: str) -> str:
         """Subquery: account_id, pidx, months (calendar months with an order in the window)."""
-        return self.once(("order_months", window), lambda: self.inline(
+        return self.once(("order_months", window, self.scope), lambda: self.inline(
             "SELECT account_id, pidx, count(*)::BIGINT AS months FROM "
             f"(SELECT DISTINCT ob.account_id, w.pidx, ob.mo FROM {self.in_window_buckets(window)}) "
             "GROUP BY account_id, pidx",
@@ -463,7 +584,7 @@ class Tables:
 
     def order_products(self, window: str) -> str:
         """Subquery: account_id, pidx, products (distinct product lines ordered in the window)."""
-        return self.once(("order_products", window), lambda: self.inline(
+        return self.once(("order_products", window, self.scope), lambda: self.inline(
             f"SELECT ob.account_id, w.pidx, ({self._product_count('ob')})::BIGINT AS products "
             f"FROM {self.in_window_buckets(window)} GROUP BY ob.account_id, w.pidx",
         ))

@@ -12,13 +12,18 @@ rows of a window. ``_wrap`` then adds every other account, the status and the no
 
 * ``value`` NULL (or not finite) → no_data, with ``reason`` or the registry's default
   ("no NPS responses in the last 90 days");
-* ``n`` below the KPI's min_sample → low_sample (value kept);
+* ``n`` below the KPI's min_sample → low_sample (value kept); min_sample defaults to
+  kpis.yaml's ``min_sample`` for survey KPIs and to 0 for every other KPI;
 * accounts absent from the query get ``absent``: 0 for totals and counts (an account
-  without orders has revenue 0, not "unknown"; its n of 0 flags it low_sample);
+  without orders has revenue 0, not "unknown": real data, scored by the thresholds);
 * ``compare``: the KPI compares with an earlier window, so an account whose ``since``
   is after that window's start is no_data ("account younger than the window");
 * ``rate``: a per-month rate notes when the account is younger than its window;
 * a period that ends before the account's ``since`` is no_data for every KPI.
+
+``compute_kpi_arrays`` is the scorecard's way in: the same queries, each KPI run only for the
+accounts that need it (a scope; a formula and its inputs share one), without the key columns and
+with the note of the last period only, scattered straight into numpy arrays.
 
 p_alive and clv_predicted: BG/NBD and Gamma-Gamma are fitted ONCE, on the order
 history up to the end of the latest period given, and those parameters score every
@@ -36,6 +41,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config.catalog import BUILTIN_KPIS
 from ..config.formula import Formula
@@ -45,6 +51,11 @@ from .periods import Period
 
 COLUMNS = ["account_id", "kpi", "period", "value", "n", "status", "note"]
 SURVEY_KPIS = ("csat", "nps", "ces")
+# The default min_sample of every KPI that is not a survey KPI (built-in, custom aggregate over
+# another entity, formula): a total over no rows (revenue 0, no complaints, no interactions) is
+# real data, not a small sample, so it gets a status from the thresholds. Survey KPIs default to
+# kpis.yaml's ``min_sample``; a KPI's own ``min_sample`` option overrides either.
+DEFAULT_MIN_SAMPLE = 0
 
 
 # --------------------------------------------------------------------------- definitions
@@ -98,12 +109,12 @@ def resolve_kpis(kpis_config, ids: Iterable[str]) -> dict[str, KpiDef]:
             inputs = [resolve(name, (*chain, kpi_id)) for name in _formula_names(opts.formula)]
             needs = tuple(dict.fromkeys(e for d in inputs for e in d.needs))
             window = opts.window or (inputs[0].window if inputs else "month")
-            min_sample = opts.min_sample if opts.min_sample is not None else 1
+            min_sample = opts.min_sample if opts.min_sample is not None else DEFAULT_MIN_SAMPLE
             definition = opts.definition or f"= {opts.formula.strip()}"
         elif custom:
             needs = (opts.entity,)
             window = opts.window or "month"
-            default_sample = kpis_config.min_sample if opts.entity == "surveys" else 1
+            default_sample = kpis_config.min_sample if opts.entity == "surveys" else DEFAULT_MIN_SAMPLE
             min_sample = opts.min_sample if opts.min_sample is not None else default_sample
             definition = opts.definition or (
                 f"{opts.expression.strip()}" + (f" / {opts.denominator.strip()}" if opts.denominator else "")
@@ -111,7 +122,7 @@ def resolve_kpis(kpis_config, ids: Iterable[str]) -> dict[str, KpiDef]:
         else:
             needs = info.needs
             window = (opts.window if opts else None) or info.window
-            default_sample = kpis_config.min_sample if kpi_id in SURVEY_KPIS else info.min_sample
+            default_sample = kpis_config.min_sample if kpi_id in SURVEY_KPIS else DEFAULT_MIN_SAMPLE
             min_sample = opts.min_sample if opts is not None and opts.min_sample is not None else default_sample
             definition = (opts.definition if opts else None) or info.definition
         method = opts.method if opts is not None else None
@@ -447,7 +458,8 @@ def _model_query(t: Tables, kpi_id: str, compute) -> str:
 def _tickets(t: Tables, k: KpiDef, value: str, where: str = "true", n: str = "count(*)") -> str:
     """An aggregate over the tickets opened in the window (alias e; e.w_hi is the window end)."""
     return (f"SELECT e.account_id, e.pidx, {value} AS value, {n} AS n, NULL AS reason, NULL AS note "
-            f"FROM {t.rows_in_window('tickets', k.window)} e WHERE {where} GROUP BY e.account_id, e.pidx")
+            f"FROM {t.rows_in_window('tickets', k.window)} e WHERE ({where}) AND {t.in_scope('e.account_id')} "
+            "GROUP BY e.account_id, e.pidx")
 
 
 def _hours(start: str, end: str) -> str:
@@ -485,7 +497,7 @@ def _sla_compliance(t, k):
             "'the SLA of all ' || count(*) || CASE WHEN count(*) = 1 THEN ' ticket' ELSE ' tickets' END "
             "|| ' with an SLA was still running at the period end' AS reason, NULL AS note "
             f"FROM {t.rows_in_window('tickets', k.window)} e WHERE e.sla_hours IS NOT NULL "
-            "GROUP BY e.account_id, e.pidx")
+            f"AND {t.in_scope('e.account_id')} GROUP BY e.account_id, e.pidx")
 
 
 @builtin("complaint_resolution_rate", noun=("complaint", "complaints"), empty="complaints")
@@ -528,7 +540,7 @@ def _relationship_breadth(t, k):
               f"FROM ({_INTERACTIONS})")
     met = (f"SELECT account_id, pidx, key AS department, cnt FROM {t.event_stats('departments', source, k.window)}")
     contacts = (f"SELECT c.account_id, w.pidx, coalesce(c.department, '') AS department, 1 AS cnt FROM contacts c "
-                f"CROSS JOIN {t.windows(k.window)} w WHERE coalesce(c.active, true)")
+                f"CROSS JOIN {t.windows(k.window)} w WHERE coalesce(c.active, true) AND {t.in_scope('c.account_id')}")
     return (f"SELECT account_id, pidx, (count(DISTINCT department) FILTER (WHERE department <> ''))::DOUBLE AS value, "
             f"sum(cnt)::BIGINT AS n, NULL AS reason, NULL AS note FROM ({met} UNION ALL {contacts}) "
             "GROUP BY account_id, pidx")
@@ -649,14 +661,19 @@ def _wrap(t: Tables, k: KpiDef, kidx: int, spec: Builtin, query: str | None, rea
              "|| strftime(since, '%Y-%m-%d') || ')' END") if spec.rate else "NULL"
     sample = (f"CASE WHEN cnt = 0 THEN {default} ELSE cnt || CASE WHEN cnt = 1 THEN {lit(' ' + singular)} "
               f"ELSE {lit(' ' + plural)} END || ', fewer than {k.min_sample}' END")
+    note = ("CASE WHEN since >= w_end THEN why WHEN why IS NOT NULL THEN concat_ws('; ', why, note) "
+            f"WHEN cnt < {k.min_sample} THEN concat_ws('; ', {sample}, note, {young}) "
+            # n 0 with a value (a total over no rows, min_sample 0): the value is real, the note says why it is 0.
+            f"WHEN cnt = 0 THEN concat_ws('; ', {default}, note, {young}) "
+            f"ELSE concat_ws('; ', note, {young}) END")
+    if t.lean:  # only the last period's note is read
+        note = f"CASE WHEN pidx = {len(t.periods) - 1} THEN {note} END"
+    keys = "" if t.lean else f"account_id, {lit(k.id)} AS kpi, w_label AS period, "
     return (
-        f"SELECT {kidx} AS kidx, gidx, account_id, {lit(k.id)} AS kpi, w_label AS period, "
+        f"SELECT {kidx} AS kidx, gidx, {keys}"
         "CASE WHEN why IS NULL THEN v END AS value, cnt AS n, "
         f"CASE WHEN why IS NOT NULL THEN 'no_data' WHEN cnt < {k.min_sample} THEN 'low_sample' ELSE 'ok' END "
-        "AS status, "
-        "CASE WHEN since >= w_end THEN why WHEN why IS NOT NULL THEN concat_ws('; ', why, note) "
-        f"WHEN cnt < {k.min_sample} THEN concat_ws('; ', {sample}, note, {young}) "
-        f"ELSE concat_ws('; ', note, {young}) END AS note "
+        f"AS status, {note} AS note "
         f"FROM (SELECT *, {why} AS why FROM ({rows}))"
     )
 
@@ -679,6 +696,32 @@ def _missing_tables(t: Tables, spec: Builtin) -> str | None:
     return None
 
 
+def _formula_arrays(k: KpiDef, values: dict[str, np.ndarray], ns: dict[str, np.ndarray],
+                    low: dict[str, np.ndarray], size: int):
+    """A formula KPI over its inputs' values, n and low_sample flags, row by row (see _formula_block).
+
+    Returns (value with NaN for no data, n, no_data mask, low_sample mask, notes)."""
+    names = _formula_names(k.formula)
+    with np.errstate(all="ignore"):
+        result = np.broadcast_to(np.asarray(Formula(k.formula).evaluate({name: values[name] for name in names}),
+                                            float), size).copy()
+    missing = [np.isnan(values[name]) for name in names]
+    flags = [low[name] for name in names]
+    n = np.min([ns[name] for name in names], axis=0) if names else np.zeros(size, "int64")
+    no_value = np.logical_or.reduce(missing, initial=False)
+    no_data = no_value | ~np.isfinite(result)
+    low_sample = ~no_data & (np.logical_or.reduce(flags, initial=False) | (n < k.min_sample))
+    notes = np.full(size, "", dtype=object)
+    for name, absent, flagged in reversed(list(zip(names, missing, flags))):
+        notes[absent] = [f"no value for {name}" + ("; " + rest if rest.startswith("no value") else "")
+                         for rest in notes[absent]]
+        mark = ~no_data & flagged
+        notes[mark] = [f"{name} has a low sample" + ("; " + rest if rest else "") for rest in notes[mark]]
+    notes[no_data & ~no_value] = "the formula has no finite value (division by zero)"
+    result[no_data] = np.nan
+    return result, n, no_data, low_sample, notes
+
+
 def _formula_block(k: KpiDef, blocks: dict[str, pa.Table], base: pa.Table) -> pa.Table:
     """Evaluate a formula KPI over the values of its inputs for the same account and period.
 
@@ -688,22 +731,9 @@ def _formula_block(k: KpiDef, blocks: dict[str, pa.Table], base: pa.Table) -> pa
     names = _formula_names(k.formula)
     size = base.num_rows
     values = {name: blocks[name]["value"].to_numpy(zero_copy_only=False).astype(float) for name in names}
-    with np.errstate(all="ignore"):
-        result = np.broadcast_to(np.asarray(Formula(k.formula).evaluate(values), float), size).copy()
-    missing = [np.isnan(values[name]) for name in names]
-    low = [blocks[name]["status"].to_numpy(zero_copy_only=False) == "low_sample" for name in names]
-    n = np.min([blocks[name]["n"].to_numpy() for name in names], axis=0) if names else np.zeros(size, "int64")
-    no_value = np.logical_or.reduce(missing, initial=False)
-    no_data = no_value | ~np.isfinite(result)
-    low_sample = ~no_data & (np.logical_or.reduce(low, initial=False) | (n < k.min_sample))
-    notes = np.full(size, "", dtype=object)
-    for name, absent, flagged in reversed(list(zip(names, missing, low))):
-        notes[absent] = [f"no value for {name}" + ("; " + rest if rest.startswith("no value") else "")
-                         for rest in notes[absent]]
-        mark = ~no_data & flagged
-        notes[mark] = [f"{name} has a low sample" + ("; " + rest if rest else "") for rest in notes[mark]]
-    notes[no_data & ~no_value] = "the formula has no finite value (division by zero)"
-    result[no_data] = np.nan
+    low = {name: blocks[name]["status"].to_numpy(zero_copy_only=False) == "low_sample" for name in names}
+    ns = {name: blocks[name]["n"].to_numpy() for name in names}
+    result, n, no_data, low_sample, notes = _formula_arrays(k, values, ns, low, size)
     status = np.where(no_data, "no_data", np.where(low_sample, "low_sample", "ok"))
     return pa.table({
         "account_id": base["account_id"], "kpi": pa.array(np.full(size, k.id), pa.large_string()),
@@ -732,13 +762,7 @@ def _formula_order(kpi_defs: dict[str, KpiDef]) -> list[str]:
     return order
 
 
-def compute_kpis(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods: list[Period],
-                 fiscal_year_start: int = 1, clv_discount_rate: float = 0.01) -> pd.DataFrame:
-    """One row per account in ``accounts`` × KPI × period: account_id, kpi, period, value, n, status, note.
-
-    ``kpi_defs`` must contain every KPI a formula uses (resolve_kpis adds them). Rows come
-    KPI by KPI in the order of ``kpi_defs``, then by account_id, then by period as given.
-    """
+def _check(kpi_defs: dict[str, KpiDef]) -> None:
     for k in kpi_defs.values():
         if k.formula:
             unknown = [n for n in _formula_names(k.formula) if n not in kpi_defs]
@@ -746,8 +770,10 @@ def compute_kpis(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], pe
                 raise ValueError(f"{k.id}: the formula uses {', '.join(unknown)}, which is not among the KPIs passed")
         elif not k.expression and k.id not in KPIS:
             raise ValueError(f'no implementation for the built-in KPI "{k.id}"')
-    if not periods or not kpi_defs:
-        return _empty_frame()
+
+
+def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods: list[Period],
+            fiscal_year_start: int, clv_discount_rate: float) -> tuple[Tables, list[KpiDef]]:
     sql_kpis = [k for k in kpi_defs.values() if not k.formula]
     if not sql_kpis:
         raise ValueError("formula KPIs need at least one KPI that is computed from the data")
@@ -756,31 +782,65 @@ def compute_kpis(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], pe
     partials = {col: sql for number, k in enumerate(customs) for col, sql in _partial_columns(k, number, con).items()}
     t = Tables(con, list(periods), fiscal_year_start, order_windows, partials, clv_discount_rate)
     t.custom_numbers.update({k.id: number for number, k in enumerate(customs)})
+    return t, sql_kpis
+
+
+def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -> list[str]:
+    """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account)."""
+    queries = []
     try:
-        if t.account_count() == 0:
-            return _empty_frame()
-        queries = []
         for kidx, k in enumerate(sql_kpis):
+            t.scope = scopes.get(k.id)
             spec = _spec(k)
             missing = _missing_tables(t, spec)
             try:
                 queries.append(_wrap(t, k, kidx, spec, None if missing else spec.query(t, k), missing))
             except duckdb.Error as exc:
                 queries.append(_failed(t, k, kidx, spec, exc))
-        columns = "SELECT account_id, kpi, period, value, n, status, note FROM"
-        try:
-            # One statement lets DuckDB run the KPI queries side by side.
-            table = con.sql(f"{columns} ({' UNION ALL '.join(f'({q})' for q in queries)}) ORDER BY kidx, gidx"
-                            ).to_arrow_table()
-        except duckdb.Error:
-            parts = []
-            for kidx, (k, sql) in enumerate(zip(sql_kpis, queries)):
+    finally:
+        t.scope = None
+    return queries
+
+
+def _collect(t: Tables, sql_kpis: list[KpiDef], queries: list[str], columns: str, order: str,
+             scopes: dict[str, str | None]) -> pa.Table:
+    """All KPI queries in one statement (DuckDB runs them side by side); KPI by KPI when that fails,
+    a custom KPI that fails on its own being reported instead (see _failed)."""
+    con = t.con
+    try:
+        return con.sql(f"{columns} ({' UNION ALL '.join(f'({q})' for q in queries)}){order}").to_arrow_table()
+    except duckdb.Error:
+        parts = []
+        for kidx, (k, sql) in enumerate(zip(sql_kpis, queries)):
+            try:
+                parts.append(con.sql(f"{columns} ({sql}){order}").to_arrow_table())
+            except duckdb.Error as exc:
+                t.scope = scopes.get(k.id)
                 try:
-                    parts.append(con.sql(f"{columns} ({sql}) ORDER BY gidx").to_arrow_table())
-                except duckdb.Error as exc:
-                    parts.append(con.sql(f"{columns} ({_failed(t, k, kidx, _spec(k), exc)}) ORDER BY gidx"
-                                         ).to_arrow_table())
-            table = pa.concat_tables(parts)
+                    failed = _failed(t, k, kidx, _spec(k), exc)
+                finally:
+                    t.scope = None
+                parts.append(con.sql(f"{columns} ({failed}){order}").to_arrow_table())
+        return pa.concat_tables(parts)
+
+
+def compute_kpis(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods: list[Period],
+                 fiscal_year_start: int = 1, clv_discount_rate: float = 0.01) -> pd.DataFrame:
+    """One row per account in ``accounts`` × KPI × period: account_id, kpi, period, value, n, status, note.
+
+    ``kpi_defs`` must contain every KPI a formula uses (resolve_kpis adds them). Rows come
+    KPI by KPI in the order of ``kpi_defs``, then by account_id, then by period as given.
+    """
+    _check(kpi_defs)
+    if not periods or not kpi_defs:
+        return _empty_frame()
+    t, sql_kpis = _tables(con, kpi_defs, periods, fiscal_year_start, clv_discount_rate)
+    try:
+        if t.account_count() == 0:
+            return _empty_frame()
+        queries = _queries(t, sql_kpis, {})
+        table = _collect(t, sql_kpis, queries, "SELECT account_id, kpi, period, value, n, status, note FROM",
+                         " ORDER BY kidx, gidx", {})
         grid_size = t.account_count() * len(periods)
     finally:
         t.drop_all()
@@ -790,6 +850,124 @@ def compute_kpis(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], pe
     for kpi_id in _formula_order(kpi_defs):
         blocks[kpi_id] = _formula_block(kpi_defs[kpi_id], blocks, blocks[sql_kpis[0].id])
     return pa.concat_tables([blocks[k] for k in kpi_defs]).to_pandas()
+
+
+# Status codes of KpiArrays (the statuses of the frame, by index).
+STATUS_CODES = ("ok", "low_sample", "no_data")
+
+
+@dataclass
+class KpiArrays:
+    """One KPI for the accounts of its scope, as compute_kpis would give them: value (NaN: null), n and
+    status (an index into STATUS_CODES) per account × period, flattened account-major; the note of
+    the last period per account (None where it is NULL)."""
+
+    account_ids: list[str]
+    value: np.ndarray
+    n: np.ndarray
+    status: np.ndarray
+    note: list
+
+
+def scope_closure(kpi_defs: dict[str, KpiDef], scopes: dict[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """Accounts to compute each KPI for: its own scope, widened so that a formula KPI and every KPI it
+    uses (directly or not) share one scope (the formula is evaluated row by row over its inputs).
+    KPIs with no accounts are left out."""
+    parent = {k: k for k in kpi_defs}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for k in kpi_defs.values():
+        if k.formula:
+            for name in _formula_names(k.formula):
+                parent[root(name)] = root(k.id)
+    joined: dict[str, set[str]] = {}
+    for kpi_id, accounts in scopes.items():
+        if kpi_id in kpi_defs:
+            joined.setdefault(root(kpi_id), set()).update(accounts)
+    out = {}
+    for kpi_id in kpi_defs:
+        accounts = joined.get(root(kpi_id))
+        if accounts:
+            out[kpi_id] = frozenset(accounts)
+    return out
+
+
+def compute_kpi_arrays(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods: list[Period],
+                       scopes: dict[str, Iterable[str]], fiscal_year_start: int = 1,
+                       clv_discount_rate: float = 0.01) -> dict[str, KpiArrays]:
+    """compute_kpis for the scorecard: each KPI only for the accounts ``scopes`` gives it (see
+    scope_closure; a KPI without accounts is not computed), as arrays, with the note of the last
+    period only. Every value, n, status and note is the one compute_kpis gives for that cell:
+    the queries are the same, run over fewer accounts and without the key columns."""
+    _check(kpi_defs)
+    closure = scope_closure(kpi_defs, scopes)
+    if not periods or not closure:
+        return {}
+    t, sql_kpis = _tables(con, kpi_defs, periods, fiscal_year_start, clv_discount_rate)
+    sql_kpis = [k for k in sql_kpis if k.id in closure]
+    if not sql_kpis:
+        raise ValueError("formula KPIs need at least one KPI that is computed from the data")
+    names: dict[frozenset[str], str] = {}
+    for kpi_id in closure:
+        names.setdefault(closure[kpi_id], f"s{len(names)}")
+    t.scopes.update({name: sorted(accounts) for accounts, name in names.items()})
+    scope_of = {kpi_id: names[accounts] for kpi_id, accounts in closure.items()}
+    t.lean = True
+    p = len(periods)
+    try:
+        if t.account_count() == 0:
+            return {}
+        queries = _queries(t, sql_kpis, scope_of)
+        table = _collect(t, sql_kpis, queries, "SELECT kidx, gidx, value, n, status, note FROM", "", scope_of)
+        ids = {kpi_id: t.scope_ids(scope) for kpi_id, scope in scope_of.items()}
+    finally:
+        t.drop_all()
+    kidx = table["kidx"].to_numpy()
+    gidx = table["gidx"].to_numpy()
+    value = table["value"].to_numpy(zero_copy_only=False).astype(float)
+    n = table["n"].to_numpy(zero_copy_only=False)
+    status = pc.index_in(table["status"], pa.array(STATUS_CODES)).to_numpy(zero_copy_only=False)
+    notes = table["note"]
+    expected = sum(len(ids[k.id]) * p for k in sql_kpis)
+    if table.num_rows != expected or np.isnan(status.astype(float)).any():
+        raise RuntimeError(f"KPI queries returned {table.num_rows} rows, expected {expected}")
+    order = np.argsort(kidx, kind="stable")
+    bounds = np.searchsorted(kidx[order], np.arange(len(sql_kpis) + 1))
+    out: dict[str, KpiArrays] = {}
+    for i, k in enumerate(sql_kpis):
+        rows = order[bounds[i]:bounds[i + 1]]
+        size = len(ids[k.id]) * p
+        where = gidx[rows]
+        covered = np.zeros(size, bool)
+        if len(rows) == size and (not size or (where.min() >= 0 and where.max() < size)):
+            covered[where] = True
+        if not covered.all():
+            raise RuntimeError(f"{k.id}: the KPI query does not cover its grid")
+        arrays = KpiArrays(ids[k.id], np.empty(size), np.empty(size, np.int64), np.empty(size, np.int8),
+                           [None] * len(ids[k.id]))
+        arrays.value[where] = value[rows]
+        arrays.n[where] = n[rows]
+        arrays.status[where] = status[rows]
+        last = rows[where % p == p - 1]
+        for position, text in zip((gidx[last] // p).tolist(), notes.take(pa.array(last)).to_pylist()):
+            arrays.note[position] = text
+        out[k.id] = arrays
+    for kpi_id in _formula_order(kpi_defs):
+        if kpi_id not in closure:
+            continue
+        k = kpi_defs[kpi_id]
+        inputs = {name: out[name] for name in _formula_names(k.formula)}  # the same scope: the same rows
+        result, fn, no_data, low_sample, fnotes = _formula_arrays(
+            k, {name: a.value for name, a in inputs.items()}, {name: a.n for name, a in inputs.items()},
+            {name: a.status == 1 for name, a in inputs.items()}, len(ids[kpi_id]) * p)
+        codes = np.where(no_data, 2, np.where(low_sample, 1, 0)).astype(np.int8)
+        out[kpi_id] = KpiArrays(ids[kpi_id], result, np.asarray(fn, np.int64), codes, list(fnotes[p - 1::p]))
+    return out
 
 
 def _empty_frame() -> pd.DataFrame:

@@ -28,13 +28,22 @@ Rules (KPIS.md "Scorecard semantics", and where it is silent):
 - Percentile: 100 × the average rank of the value among the tier's listed accounts with a value
   (low_sample included), best = 100, in the KPI's good direction.
 
-The result is JSON-ready: ``_clean`` turns NaN and infinities into None, numpy scalars into Python
-ones and dates into ISO strings.
+The result is JSON-ready: NaN and infinities are None, numbers are Python ones and dates ISO strings
+(``_clean`` for the small parts; the KPI dicts are built that way).
+
+How it runs (the numbers are those of the rules above, computed per tier for all its accounts at
+once): the KPI library computes each KPI only for the accounts whose tier uses it (and p_alive,
+which the warnings read, for all) straight into arrays (``KpiCells``: KPI × account × period);
+status, score and health are numpy over those arrays, with the same float operations in the same
+order as the scalar rule functions, so they give the same numbers to the last bit. A ``kpi_frame``
+given by the caller is read into the same arrays.
 """
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from datetime import date, datetime
 
 import numpy as np
@@ -42,7 +51,8 @@ import pandas as pd
 
 from ..config import ProjectConfig
 from ..config.models import HealthBands, TierKpi, Tiers
-from .kpis import compute_kpis, resolve_kpis
+from .cells import LOW_SAMPLE, NO_DATA, KpiCells
+from .kpis import compute_kpi_arrays, resolve_kpis
 from .periods import Period, add_months, trend_periods
 from .portfolio import UNASSIGNED, portfolio_kpis
 from .warnings import early_warnings
@@ -140,26 +150,48 @@ def kpi_ids_for(tiers: Tiers) -> list[str]:
     return ids + [k for k in WARNING_KPIS if k not in ids]
 
 
+@contextmanager
+def _gc_paused():
+    """The scorecard builds some 10^5 small dicts and lists (a tree, no cycles): Python's cyclic garbage
+    collector would walk them again and again as they are made, for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.DataFrame | None = None) -> dict:
     """The whole scorecard of ``period`` as a JSON-ready dict (see the module docstring for the rules).
 
     ``kpi_frame`` (the long frame of ``compute_kpis`` over the 12 trend periods) is computed when
     not given.
     """
+    with _gc_paused():
+        return _build_scorecard(con, config, period, kpi_frame)
+
+
+def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.DataFrame | None) -> dict:
     tiers_cfg = config.tiers
     periods = trend_periods(period, TREND_LENGTH)
     kpi_defs = resolve_kpis(config.kpis, kpi_ids_for(tiers_cfg))
-    if kpi_frame is None:
-        kpi_frame = compute_kpis(
-            con, kpi_defs, periods,
-            fiscal_year_start=config.project.fiscal_year_start,
-            clv_discount_rate=config.kpis.clv_monthly_discount_rate,
-        )
     all_accounts = _accounts(con)
     account_tiers = assign_tiers(con, tiers_cfg, period, all_accounts)
     listed = [a for a in all_accounts if _listed(a, period)]
-    scores = score_accounts(kpi_frame, {a["account_id"]: account_tiers[a["account_id"]] for a in listed},
-                            tiers_cfg, kpi_defs, periods)
+    listed_tiers = {a["account_id"]: account_tiers[a["account_id"]] for a in listed}
+    if kpi_frame is None:
+        cells = compute_kpi_cells(
+            con, kpi_defs, periods, listed_tiers, tiers_cfg,
+            fiscal_year_start=config.project.fiscal_year_start,
+            clv_discount_rate=config.kpis.clv_monthly_discount_rate,
+        )
+        scores = score_accounts(cells, listed_tiers, tiers_cfg, kpi_defs, periods)
+        frame, p_alive = None, cells.last_values("p_alive")
+    else:
+        scores = score_accounts(kpi_frame, listed_tiers, tiers_cfg, kpi_defs, periods)
+        frame, p_alive = kpi_frame, None
     results = [
         {
             "account_id": a["account_id"], "name": a["name"], "tier": account_tiers[a["account_id"]],
@@ -172,104 +204,245 @@ def build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.Da
     health_prev = {e["account_id"]: e["previous_health_score"] for e in results}
 
     warnings = early_warnings(
-        con, kpi_frame, period,
-        {a["account_id"]: account_tiers[a["account_id"]] for a in listed},
+        con, frame, period, listed_tiers,
         {name: tier.warnings for name, tier in tiers_cfg.tiers.items()},
-        health_now, health_prev, locale=config.project.locale,
+        health_now, health_prev, locale=config.project.locale, p_alive=p_alive,
     )
     for entry in results:
         entry["warnings"] = warnings.get(entry["account_id"], [])
 
     movements = portfolio_kpis(con, period, account_tiers)
-    scorecard = {
-        "period": period.label,
-        "period_start": period.start,
-        "period_end": period.end,
-        "currency": config.project.currency,
-        "accounts": results,
-        "tiers": _tier_summaries(results, tiers_cfg, kpi_defs, movements["tiers"]),
-        "portfolio": {**movements["portfolio"], **_health_summary(results)},
+    tiers = _tier_summaries(results, tiers_cfg, kpi_defs, movements["tiers"])
+    # The KPI dicts of score_accounts are JSON-ready already: only the rest goes through _clean.
+    accounts = [{key: value if key == "kpis" else _clean(value) for key, value in entry.items()} for entry in results]
+    return {
+        **_clean({
+            "period": period.label,
+            "period_start": period.start,
+            "period_end": period.end,
+            "currency": config.project.currency,
+        }),
+        "accounts": accounts,
+        **_clean({"tiers": tiers, "portfolio": {**movements["portfolio"], **_health_summary(results)}}),
     }
-    return _clean(scorecard)
 
 
-def score_accounts(kpi_frame: pd.DataFrame, account_tiers: dict[str, str], tiers_cfg: Tiers, kpi_defs,
-                   periods: list[Period]) -> dict[str, dict]:
+def compute_kpi_cells(con, kpi_defs, periods: list[Period], account_tiers: dict[str, str], tiers_cfg: Tiers,
+                      fiscal_year_start: int = 1, clv_discount_rate: float = 0.01) -> KpiCells:
+    """The KPI cells the scorecard of ``account_tiers`` reads: each tier KPI for the accounts of the
+    tiers that use it, the warning KPIs for every account (compute_kpis' values, computed only there)."""
+    ids = sorted(account_tiers)
+    scopes: dict[str, set[str]] = defaultdict(set)
+    for account_id in ids:
+        tier = tiers_cfg.tiers.get(account_tiers[account_id])
+        for kpi_id in (tier.kpis if tier is not None else ()):
+            scopes[kpi_id].add(account_id)
+    for kpi_id in WARNING_KPIS:
+        scopes[kpi_id].update(ids)
+    arrays = compute_kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start=fiscal_year_start,
+                                clv_discount_rate=clv_discount_rate)
+    kpi_ids = list(dict.fromkeys([*(k for tier in tiers_cfg.tiers.values() for k in tier.kpis), *WARNING_KPIS]))
+    return KpiCells.from_arrays(arrays, kpi_ids, ids, [p.label for p in periods])
+
+
+def score_accounts(kpi_frame: pd.DataFrame | KpiCells | None, account_tiers: dict[str, str], tiers_cfg: Tiers,
+                   kpi_defs, periods: list[Period]) -> dict[str, dict]:
     """The scoring part of each account's entry: health score, previous health score, status, trend,
     ``health_capped_by`` and the KPI dicts with tier percentiles. ``periods`` is oldest first and
     ends with the period being scored; accounts of unconfigured tiers are "not_scored".
+
+    ``kpi_frame`` is the long KPI frame or the same as ``KpiCells``. The entries are JSON-ready
+    (Python floats, None for no value). Every rule of the module docstring is applied to all the
+    accounts of a tier at once, with numpy, in the same float operations and order as the scalar
+    functions above (``kpi_status``, ``kpi_score``, ``health``), so the numbers are the same.
     """
-    cells = _index(kpi_frame)
     labels = [p.label for p in periods]
-    out = {}
-    for account_id in sorted(account_tiers):
-        tier = tiers_cfg.tiers.get(account_tiers[account_id])
+    ids = sorted(account_tiers)
+    members: dict[str, list[str]] = defaultdict(list)
+    for account_id in ids:
+        members[account_tiers[account_id]].append(account_id)
+    kpi_ids = list(dict.fromkeys(k for name in members if (tier := tiers_cfg.tiers.get(name)) is not None
+                                 for k in tier.kpis))
+    if isinstance(kpi_frame, KpiCells):
+        cells = kpi_frame.select(kpi_ids, ids)
+        if cells.labels != labels:
+            raise ValueError(f"the KPI cells are for {cells.labels}, not {labels}")
+    else:
+        cells = KpiCells.from_frame(kpi_frame, kpi_ids, ids, labels)
+    kpi_pos = {k: i for i, k in enumerate(cells.kpi_ids)}
+    account_pos = {a: i for i, a in enumerate(cells.account_ids)}
+    scored = {}
+    for name, accounts in members.items():
+        tier = tiers_cfg.tiers.get(name)
         if tier is None:
-            out[account_id] = {"health_score": None, "previous_health_score": None, "health_status": "not_scored",
-                               "trend": None, "health_capped_by": [], "kpis": {}}
+            for account_id in accounts:
+                scored[account_id] = {"health_score": None, "previous_health_score": None,
+                                      "health_status": "not_scored", "trend": None, "health_capped_by": [],
+                                      "kpis": {}}
         else:
-            out[account_id] = _score_account(account_id, tier, tiers_cfg, kpi_defs, cells, labels)
-    _add_percentiles(out, account_tiers, tiers_cfg, kpi_defs)
+            scored.update(_score_tier(accounts, tier, tiers_cfg, kpi_defs, cells, kpi_pos, account_pos))
+    return {account_id: scored[account_id] for account_id in ids}
+
+
+# Status codes of the vectorised rules (kpi_status's strings, by index).
+_STATUS_NAMES = ("green", "amber", "red", "ok", "no_data", "low_sample")
+_GREEN, _AMBER, _RED, _OK, _NO_DATA, _LOW = range(6)
+_HEALTH_NAMES = ("green", "amber", "red", "insufficient_data")
+
+
+def _status_codes(value: np.ndarray, frame_status: np.ndarray, setting: TierKpi, direction: str,
+                  target: np.ndarray, has_target: np.ndarray) -> np.ndarray:
+    """``kpi_status`` for an array of values (NaN: None) and frame statuses (cells codes)."""
+    with np.errstate(invalid="ignore"):
+        def better(threshold):
+            return value <= threshold if direction == "down" else value >= threshold
+
+        if setting.green is not None or setting.amber is not None:
+            green = better(setting.green) if setting.green is not None else np.zeros(value.shape, bool)
+            amber = better(setting.amber) if setting.amber is not None else np.zeros(value.shape, bool)
+            codes = np.where(green, _GREEN, np.where(amber, _AMBER, _RED))
+        else:
+            codes = np.where(has_target, np.where(better(target), _GREEN, _RED), _OK)
+    no_data = (frame_status == NO_DATA) | np.isnan(value)
+    return np.where(no_data, _NO_DATA, np.where(frame_status == LOW_SAMPLE, _LOW, codes)).astype(np.int8)
+
+
+def _scores(value: np.ndarray, codes: np.ndarray, setting: TierKpi, scoring: str) -> np.ndarray:
+    """``kpi_score`` for arrays; NaN where the score is None."""
+    scored = codes <= _RED
+    green, amber = setting.green, setting.amber
+    if scoring == "linear" and green is not None and amber is not None and green != amber:
+        with np.errstate(all="ignore"):
+            raw = 100.0 * (value - amber) / (green - amber)
+        # min(100.0, max(0.0, x)) exactly: max keeps 0.0 unless x > 0.0 (so -0.0 becomes 0.0).
+        raw = np.where(raw > 0.0, raw, 0.0)
+        raw = np.where(raw < 100.0, raw, 100.0)
+    else:
+        raw = np.select([codes == _GREEN, codes == _AMBER], [BAND_SCORES["green"], BAND_SCORES["amber"]],
+                        BAND_SCORES["red"])
+    return np.where(scored, raw, np.nan)
+
+
+def _health_arrays(weights: list[float], can_score: list[np.ndarray], codes: list[np.ndarray],
+                   scores: list[np.ndarray], critical: list[bool], bands: HealthBands, size: int):
+    """``health`` for every account at once: (score (NaN: None), status code, capping mask per KPI).
+
+    The sums run over the KPIs in tier order, like ``health``'s, so they round the same way."""
+    total, covered, weighted = np.zeros(size), np.zeros(size), np.zeros(size)
+    for w, can, code, score in zip(weights, can_score, codes, scores):
+        total = np.where(can, total + w, total)
+        scored = code <= _RED
+        covered = np.where(scored, covered + w, covered)
+        weighted = np.where(scored, weighted + w * np.where(scored, score, 0.0), weighted)
+    insufficient = (total <= 0) | (covered <= 0) | (covered < total / 2)
+    with np.errstate(all="ignore"):
+        score = weighted / covered
+    score = np.where(score > 0.0, score, 0.0)
+    score = np.where(score < 100.0, score, 100.0)
+    status = np.where(score < bands.red_below, 2, np.where(score >= bands.green_from, 0, 1))
+    red_critical = [(code == _RED) if is_critical else np.zeros(size, bool) for code, is_critical in zip(codes, critical)]
+    capping = np.logical_or.reduce(red_critical, initial=False) if red_critical else np.zeros(size, bool)
+    capped = ~insufficient & (status == 0) & capping
+    status = np.where(capped, 1, status)
+    status = np.where(insufficient, 3, status)
+    score = np.where(insufficient, np.nan, score)
+    return score, status, [mask & capped for mask in red_critical]
+
+
+def _py(values: np.ndarray) -> list:
+    """Python floats, None for NaN or infinities."""
+    out = values.astype(object)
+    out[~np.isfinite(values)] = None
+    return out.tolist()
+
+
+def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: KpiCells, kpi_pos, account_pos) -> dict:
+    size, periods = len(accounts), len(cells.labels)
+    rows = np.array([account_pos[a] for a in accounts], dtype=np.int64)
+    overrides = tiers_cfg.overrides
+    with_overrides = [(i, overrides[a]) for i, a in enumerate(accounts) if overrides.get(a)]
+    ids = list(tier.kpis)
+    weights, critical = [], []
+    now, prev = {"can": [], "codes": [], "scores": []}, {"can": [], "codes": [], "scores": []}
+    columns = []  # per KPI: the per-account pieces of its dict
+    for kpi_id, setting in tier.kpis.items():
+        kdef = kpi_defs[kpi_id]
+        k = kpi_pos[kpi_id]
+        targets = [setting.target] * size
+        for i, own in with_overrides:
+            targets[i] = own.get(kpi_id, setting.target)
+        has_target = np.array([t is not None for t in targets], dtype=bool)
+        target = np.array([np.nan if t is None else t for t in targets], dtype=float)
+        thresholds = setting.green is not None or setting.amber is not None
+        can = has_target | thresholds
+        series = cells.value[k][rows]                       # accounts × periods
+        frame_status = cells.status[k][rows]
+        value = series[:, -1]
+        previous = series[:, -2] if periods > 1 else np.full(size, np.nan)
+        previous_status = frame_status[:, -2] if periods > 1 else np.full(size, NO_DATA, np.int8)
+        codes = _status_codes(value, frame_status[:, -1], setting, kdef.direction, target, has_target)
+        prev_codes = _status_codes(previous, previous_status, setting, kdef.direction, target, has_target)
+        scores = _scores(value, codes, setting, tiers_cfg.scoring)
+        weights.append(setting.weight)
+        critical.append(setting.critical)
+        for side, c, s in ((now, codes, scores), (prev, prev_codes, _scores(previous, prev_codes, setting,
+                                                                            tiers_cfg.scoring))):
+            side["can"].append(can)
+            side["codes"].append(c)
+            side["scores"].append(s)
+        with np.errstate(all="ignore"):
+            change = value - previous
+        label = (kdef.label_en, kdef.label_zh or kdef.label_en)
+        columns.append((kpi_id, kdef, label, [_clean(t) for t in targets], _py(value), _py(previous), _py(change),
+                        [_STATUS_NAMES[c] for c in codes.tolist()], _py(scores),
+                        _percentiles(value, kdef.direction), cells.n[k][rows, -1].tolist(),
+                        cells.note[k][rows].tolist(), _py(series)))
+    bands = tiers_cfg.health_bands
+    score, status, capped = _health_arrays(weights, now["can"], now["codes"], now["scores"], critical, bands, size)
+    previous_score, _, _ = _health_arrays(weights, prev["can"], prev["codes"], prev["scores"], critical, bands, size)
+    with np.errstate(invalid="ignore"):
+        change = score - previous_score
+    trends = [None if c != c else "flat" if abs(c) <= FLAT_POINTS else "up" if c > 0 else "down"
+              for c in change.tolist()]
+    capped_by = np.stack(capped, axis=1) if capped else np.zeros((size, 0), bool)
+    per_kpi = []
+    for kpi_id, kdef, label, targets, values, previous, changes, statuses, scores, ranks, ns, notes, trend in columns:
+        unit, direction, window, (en, zh) = kdef.unit, kdef.direction, kdef.window, label
+        per_kpi.append([
+            {"value": v, "unit": unit, "previous": pv, "change": ch, "target": tg, "status": st, "score": sc,
+             "percentile": rk, "n": n, "note": note, "trend": tr, "label": {"en": en, "zh_CN": zh},
+             "direction": direction, "window": window}
+            for v, pv, ch, tg, st, sc, rk, n, note, tr
+            in zip(values, previous, changes, targets, statuses, scores, ranks, ns, notes, trend)
+        ])
+    capped_ids = {i: [ids[j] for j in np.flatnonzero(capped_by[i])] for i in np.flatnonzero(capped_by.any(axis=1))}
+    out = {}
+    for i, (account_id, health_score, previous_health, health_status, trend, *kpis) in enumerate(zip(
+            accounts, _py(score), _py(previous_score), [_HEALTH_NAMES[c] for c in status.tolist()], trends,
+            *per_kpi)):
+        out[account_id] = {
+            "health_score": health_score,
+            "previous_health_score": previous_health,
+            "health_status": health_status,
+            "trend": trend,
+            "health_capped_by": capped_ids.get(i, []),
+            "kpis": dict(zip(ids, kpis)),
+        }
     return out
 
 
-def _score_account(account_id, tier, tiers_cfg: Tiers, kpi_defs, cells, labels) -> dict:
-    overrides = tiers_cfg.overrides.get(account_id, {})
-    kpis, now_items, prev_items = {}, [], []
-    for kpi_id, setting in tier.kpis.items():
-        kdef = kpi_defs[kpi_id]
-        target = overrides.get(kpi_id, setting.target)
-        series = [cells.get((account_id, kpi_id, label), _MISSING) for label in labels]
-        value, n, frame_status, note = series[-1]
-        previous, _, previous_status, _ = series[-2] if len(series) > 1 else _MISSING
-        status = kpi_status(value, frame_status, setting, kdef.direction, target)
-        score = kpi_score(value, status, setting, tiers_cfg.scoring)
-        prev_status = kpi_status(previous, previous_status, setting, kdef.direction, target)
-        prev_score = kpi_score(previous, prev_status, setting, tiers_cfg.scoring)
-        can_score = scorable(setting, target)
-        now_items.append((setting.weight, can_score, status, score, setting.critical))
-        prev_items.append((setting.weight, can_score, prev_status, prev_score, setting.critical))
-        kpis[kpi_id] = {
-            "value": value,
-            "unit": kdef.unit,
-            "previous": previous,
-            "change": None if value is None or previous is None else value - previous,
-            "target": target,
-            "status": status,
-            "score": score,
-            "percentile": None,
-            "n": n,
-            "note": note,
-            "trend": [v for v, *_ in series],
-            "label": {"en": kdef.label_en, "zh_CN": kdef.label_zh or kdef.label_en},
-            "direction": kdef.direction,
-            "window": kdef.window,
-        }
-    score, status, capped = health(now_items, tiers_cfg.health_bands)
-    previous_score, _, _ = health(prev_items, tiers_cfg.health_bands)
-    ids = list(tier.kpis)
-    return {
-        "health_score": score,
-        "previous_health_score": previous_score,
-        "health_status": status,
-        "trend": health_trend(score, previous_score),
-        "health_capped_by": [ids[i] for i in capped],
-        "kpis": kpis,
-    }
-
-
-def _add_percentiles(scored: dict[str, dict], account_tiers: dict[str, str], tiers_cfg: Tiers, kpi_defs) -> None:
-    by_tier = defaultdict(dict)
-    for account_id, entry in scored.items():
-        by_tier[account_tiers[account_id]][account_id] = entry
-    for tier_name, by_id in by_tier.items():
-        tier = tiers_cfg.tiers.get(tier_name)
-        if tier is None:
-            continue
-        for kpi_id in tier.kpis:
-            values = {a: e["kpis"][kpi_id]["value"] for a, e in by_id.items() if e["kpis"][kpi_id]["value"] is not None}
-            for account_id, rank in percentile_ranks(values, kpi_defs[kpi_id].direction).items():
-                by_id[account_id]["kpis"][kpi_id]["percentile"] = rank
+def _percentiles(values: np.ndarray, direction: str) -> list:
+    """``percentile_ranks`` over the accounts with a value (None for the others), in account order."""
+    out = [None] * len(values)
+    have = np.flatnonzero(~np.isnan(values))
+    if len(have):
+        series = pd.Series(values[have], dtype=float)
+        if direction == "down":
+            series = -series
+        ranks = (series.rank(pct=True, method="average") * 100).to_numpy()
+        for i, rank in zip(have.tolist(), ranks.tolist()):
+            out[i] = rank
+    return out
 
 
 def _health_summary(results: list[dict]) -> dict:
@@ -313,37 +486,6 @@ def _tier_summaries(results: list[dict], tiers_cfg: Tiers, kpi_defs, movements: 
 
 
 # --------------------------------------------------------------------------- inputs
-
-_MISSING = (None, 0, "no_data", "not computed")
-
-
-def _finite(x) -> float | None:
-    if x is None or x is pd.NA:
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _index(frame: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float | None, int, str, str]]:
-    """(account_id, kpi, period) -> (value, n, status, note); a non-finite value is no data."""
-    if frame is None or frame.empty:
-        return {}
-    out = {}
-    notes = frame["note"] if "note" in frame else [""] * len(frame)
-    for account_id, kpi, label, value, n, status, note in zip(
-        frame["account_id"], frame["kpi"], frame["period"], frame["value"], frame["n"], frame["status"], notes
-    ):
-        value = _finite(value)
-        status = "no_data" if value is None else str(status)
-        n = _finite(n)
-        out[(str(account_id), str(kpi), str(label))] = (
-            value, int(n) if n is not None else 0, status, "" if note is None or note is pd.NA or note != note else str(note)
-        )
-    return out
-
 
 def _columns(con, table: str) -> set[str]:
     rows = con.execute(

@@ -33,14 +33,17 @@ def early_warnings(
     health_now: dict[str, float | None],
     health_prev: dict[str, float | None],
     locale: str = "en",
+    p_alive: dict[str, float] | None = None,
 ) -> dict[str, list[dict]]:
     """Warnings per account of ``account_tiers`` (every account gets a list, possibly empty).
 
     Accounts whose tier has no thresholds (unassigned) are checked against the defaults.
     Each warning is ``{"code", "reason", "reasons": {"en", "zh_CN"}}``; ``reason`` is in ``locale``.
+    ``p_alive`` (account_id -> the period's p_alive) replaces reading it from ``kpi_frame``.
     """
     facts = _Facts(con, period, list(account_tiers))
-    p_alive = _kpi_values(kpi_frame, "p_alive", period.label)
+    if p_alive is None:
+        p_alive = _kpi_values(kpi_frame, "p_alive", period.label)
     result: dict[str, list[dict]] = {}
     for account_id in sorted(account_tiers):
         limits = thresholds_by_tier.get(account_tiers[account_id]) or WarningThresholds()
@@ -187,18 +190,29 @@ class _Facts:
         self.orders: dict[str, tuple[int, float, int, float]] = {}
         order_cols = _columns(con, "orders")
         if {"account_id", "date"} <= order_cols:
-            # An order with several lines counts once; rows without an order_id count one each.
-            distinct = "count(distinct order_id) filter (where {w}) + count(*) filter (where order_id is null and {w})" \
-                if "order_id" in order_cols else "count(*) filter (where {w})"
-            recent_w, year_w = "date >= $recent and date < $end", "date >= $year and date < $end"
-            counts = dict(
-                (a, (int(r), int(y)))
+            # An order with several lines counts once; rows without an order_id count one each. A plain
+            # count(distinct) per window and the lines without an order_id apart are several times
+            # cheaper in DuckDB than count(distinct) with a FILTER.
+            params = {"recent": recent_start, "year": year.start, "end": end}
+            if "order_id" in order_cols:
+                def distinct(start: str) -> dict:
+                    return dict(con.execute(
+                        f"select account_id, count(distinct order_id) from orders where date >= ${start} "
+                        "and date < $end group by account_id", {start: params[start], "end": end}).fetchall())
+
+                year_orders, recent_orders = distinct("year"), distinct("recent")
+                nulls = "order_id is null and "
+            else:
+                year_orders = recent_orders = {}
+                nulls = ""
+            counts = {
+                a: (int(recent_orders.get(a, 0) + r), int(year_orders.get(a, 0) + y))
                 for a, r, y in con.execute(
-                    f"select account_id, {distinct.format(w=recent_w)}, {distinct.format(w=year_w)} "
-                    "from orders where date >= $year and date < $end group by account_id",
-                    {"recent": recent_start, "year": year.start, "end": end},
+                    f"select account_id, count(*) filter (where {nulls}date >= $recent), "
+                    f"count(*) filter (where {nulls}true) from orders where date >= $year and date < $end "
+                    "group by account_id", params,
                 ).fetchall()
-            )
+            }
             for account_id in account_ids:
                 recent, in_year = counts.get(account_id, (0, 0))
                 # An account younger than a window is measured over its own age, so that a new

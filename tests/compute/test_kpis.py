@@ -93,7 +93,7 @@ EXPECTED = [
     # revenue, month 2026-10
     ("revenue", "A1", 5000.0, 2, OK),         # O06 4000 + O07 1000
     ("revenue", "A2", 600.0, 1, OK),          # O11
-    ("revenue", "A3", 0.0, 0, LOW),           # no October order: 0, flagged (n 0 < 1)
+    ("revenue", "A3", 0.0, 0, OK),            # no October order: 0 is real data (min_sample 0 for non-surveys)
     # revenue_growth, trailing_12m vs 2024-11-01..2025-11-01
     ("revenue_growth", "A1", 13.0, 7, OK),    # (2000+1500+3000+2500+4000+1000) / 1000 (O01) - 1; n 6 + 1
     ("revenue_growth", "A2", None, 4, NONE),  # since 2025-01-15 > 2024-11-01: younger than the comparison
@@ -124,7 +124,7 @@ EXPECTED = [
     # complaints, trailing_90d by opened_at; n = tickets
     ("complaints", "A1", 3.0, 4, OK),         # T02, T04, T05 of T02..T05
     ("complaints", "A2", 0.0, 2, OK),         # T07, T08 (T06 07-20 is before 08-03)
-    ("complaints", "A3", 0.0, 0, LOW),        # no tickets
+    ("complaints", "A3", 0.0, 0, OK),         # no tickets: 0 complaints is real data (min_sample 0)
     # first_response_hours: median
     ("first_response_hours", "A1", 1.5, 4, OK),   # 2, 1, 4, 0.5 h -> (1 + 2) / 2
     ("first_response_hours", "A2", 4.5, 2, OK),   # 1, 8 h
@@ -185,7 +185,7 @@ EXPECTED = [
     # formula revenue_per_interaction = revenue / interaction_frequency; n = the smaller n
     ("revenue_per_interaction", "A1", 5000 / (5 / M90), 2, OK),  # 2956.88
     ("revenue_per_interaction", "A2", 600 / (1 / M90), 1, OK),   # 1774.13
-    ("revenue_per_interaction", "A3", 0.0, 0, LOW),              # revenue 0 is itself low_sample
+    ("revenue_per_interaction", "A3", 0.0, 0, OK),               # revenue 0 (no orders) is real data
 ]
 
 
@@ -220,7 +220,7 @@ def test_every_builtin_is_registered_and_covered():
     ("interaction_frequency", "A3", "account younger than the window (customer since 2026-09-10)"),
     ("relationship_depth", "A1", "decision-maker contact known"),
     ("cloud_revenue", "A2", "the expression gives no value for the 3 orders in the last 12 months"),
-    ("revenue_per_interaction", "A3", "revenue has a low sample"),
+    ("revenue_per_interaction", "A3", ""),  # revenue 0 is real data now (min_sample 0), not a low sample
     ("nps", "A1", ""),
 ])
 def test_notes_say_why(scorecard, kpi, account, note):
@@ -436,10 +436,31 @@ def test_resolve_kpis_merges_options():
     config = Kpis(min_sample=3, kpis={"csat": KpiOptions(method="mean"), "revenue": KpiOptions(window="quarter")})
     defs = resolve_kpis(config, ["csat", "nps", "revenue", "complaints"])
     assert (defs["csat"].method, defs["csat"].unit, defs["csat"].min_sample) == ("mean", "number", 3)
-    assert (defs["nps"].min_sample, defs["complaints"].min_sample) == (3, 1)
+    # surveys default to kpis.yaml's min_sample; every other KPI to 0 (a total over no rows is real data)
+    assert (defs["nps"].min_sample, defs["complaints"].min_sample) == (3, 0)
     assert (defs["revenue"].window, defs["revenue"].label_zh) == ("quarter", "收入")
     with pytest.raises(ValueError, match='unknown KPI "nope"'):
         resolve_kpis(config, ["nope"])
+
+
+def test_default_min_sample_and_low_sample_inputs_of_formulas():
+    """Non-survey KPIs (built-in, custom over another entity, formula) default to min_sample 0; a
+    formula over a low-sample survey KPI is low_sample and names it."""
+    config = Kpis(min_sample=5, kpis={
+        "nps_per_interaction": KpiOptions(formula="nps / interaction_frequency"),
+        "survey_count": KpiOptions(entity="surveys", expression="count(*)"),
+        "order_count": KpiOptions(entity="orders", expression="count(*)"),
+    })
+    defs = resolve_kpis(config, ["nps_per_interaction", "survey_count", "order_count", "revenue"])
+    assert {k: d.min_sample for k, d in defs.items()} == {
+        "nps_per_interaction": 0, "survey_count": 5, "order_count": 0, "revenue": 0, "nps": 5,
+        "interaction_frequency": 0}
+    frame = compute_kpis(connect(), defs, [PERIOD])
+    got = row(frame, "nps_per_interaction", "A2")   # nps -50 of 2 responses (< 5) / 1 interaction in 90 days
+    assert (got.status, got.note) == (LOW, "nps has a low sample")
+    assert got.value == pytest.approx(-50 / (1 / M90), rel=1e-9)
+    a3 = row(frame, "revenue", "A3")  # no October order: revenue 0 with an ok status, the note says why
+    assert (a3.value, a3.n, a3.status, a3.note) == (0.0, 0, OK, "no orders in the month")
 
 
 def test_csat_mean_method(config):

@@ -83,11 +83,11 @@ def long_frame(cells: dict, accounts=("A1", "A2", "A3"), kpis=(), periods=PERIOD
 #   A1 revenue (month): 4000 + 1000 = 5000; complaints: T02, T04, T05 = 3;
 #   A1 interaction_frequency: 5 interactions from 08-15 to 10-25 -> 5 / 2.957 = 1.691 a month
 #   A2 nps: 8, 6 -> 0 - 50 = -50 but n 2 < 5: low_sample; revenue 600; resolution_hours: T07 24 h, T08 72 h -> 48
-#   A3 revenue 0 from no October order: n 0 is below the minimum sample of 1 -> low_sample;
+#   A3 revenue 0 from no October order: real data (min_sample 0 for non-survey KPIs) -> ok;
 #   A3 interaction_frequency: 3 / 2.957 = 1.015
 # September 2026 (end 2026-10-01; 90 days from 2026-07-03):
 #   A1 nps 10, 9, 9 -> 100, n 3: low_sample; revenue 2500; complaints T02 = 1; interactions 3 -> 1.015
-#   A2 nps 8 -> 0, n 1: low_sample; revenue 0 (no order, n 0): low_sample; resolution_hours: T06 48 h, T07 24 h -> 36
+#   A2 nps 8 -> 0, n 1: low_sample; revenue 0 (no order, n 0): ok; resolution_hours: T06 48 h, T07 24 h -> 36
 #   A3 revenue 500; interactions 1 (09-12) -> 0.338
 FIXTURE_CELLS = {
     ("A1", "nps", "2026-10"): (40.0, 5, "ok"),
@@ -97,14 +97,14 @@ FIXTURE_CELLS = {
     ("A2", "nps", "2026-10"): (-50.0, 2, "low_sample"),
     ("A2", "revenue", "2026-10"): (600.0, 1, "ok"),
     ("A2", "resolution_hours", "2026-10"): (48.0, 2, "ok"),
-    ("A3", "revenue", "2026-10"): (0.0, 0, "low_sample"),
+    ("A3", "revenue", "2026-10"): (0.0, 0, "ok"),
     ("A3", "interaction_frequency", "2026-10"): (3 / M90, 3, "ok"),
     ("A1", "nps", "2026-09"): (100.0, 3, "low_sample"),
     ("A1", "revenue", "2026-09"): (2500.0, 1, "ok"),
     ("A1", "complaints", "2026-09"): (1.0, 1, "ok"),
     ("A1", "interaction_frequency", "2026-09"): (3 / M90, 3, "ok"),
     ("A2", "nps", "2026-09"): (0.0, 1, "low_sample"),
-    ("A2", "revenue", "2026-09"): (0.0, 0, "low_sample"),
+    ("A2", "revenue", "2026-09"): (0.0, 0, "ok"),
     ("A2", "resolution_hours", "2026-09"): (36.0, 2, "ok"),
     ("A3", "revenue", "2026-09"): (500.0, 1, "ok"),
     ("A3", "interaction_frequency", "2026-09"): (1 / M90, 1, "ok"),
@@ -220,18 +220,18 @@ def test_fixture_scorecard(con, config):
     assert a2["kpis"]["nps"]["status"] == "low_sample" and a2["kpis"]["nps"]["value"] == -50
     assert a2["kpis"]["nps"]["score"] is None
     assert a2["health_score"] == pytest.approx(50) and a2["health_status"] == "amber"
-    # previous: nps and revenue low_sample, resolution 36 amber: weight 1 of 3 -> insufficient; no trend
-    assert (a2["previous_health_score"], a2["trend"]) == (None, None)
+    # previous: nps low_sample, revenue 0 < 500 red 0, resolution 36 amber 50: weight 2 of 3 -> 25; 50 - 25 -> up
+    assert (a2["previous_health_score"], a2["trend"]) == (25, "up")
     assert a2["kpis"]["revenue"]["target"] is None
 
     a3 = accounts["A3"]
-    # revenue low_sample; interactions 1.015 >= 1 green: weight 1 of 2 is half -> 100, green;
+    # revenue 0 < 300 red 0; interactions 1.015 >= 1 green 100: (0 + 100) / 2 = 50 -> amber;
     # previous: revenue 500 in [300, 1000) amber 50 + interactions 0.34 < 0.5 red 0 -> 25; up
     assert (a3["health_score"], a3["health_status"], a3["previous_health_score"], a3["trend"]) == \
-        (100, "green", 25, "up")
+        (50, "amber", 25, "up")
 
     assert card["portfolio"]["health_distribution"] == \
-        {"green": 1, "amber": 2, "red": 0, "insufficient_data": 0, "not_scored": 0}
+        {"green": 0, "amber": 3, "red": 0, "insufficient_data": 0, "not_scored": 0}
     assert card["portfolio"]["account_count"] == 3
     assert card["portfolio"]["retention_rate"]["value"] == 1.0
     strategic = card["tiers"]["strategic"]

@@ -95,6 +95,22 @@ def test_order_lines_of_one_order_count_once():
     assert "(0.7 vs 1.5 per month)" in warn(con)[0]["reason"]
 
 
+def test_an_order_counts_in_each_window_one_of_its_lines_is_in():
+    con = synthetic_con()
+    add_orders(con, [10, 50] + [100 + 15 * i for i in range(16)])
+    # O2 (100 days before the end) gets a second line 20 days before the end: it now counts in the last
+    # 90 days too (3 there), still once in the 12 months (18).
+    con.execute("insert into orders (account_id, date, amount, order_id) values ('X', ?, 5, 'O2')",
+                [END - timedelta(days=20)])
+    assert "(1 vs 1.5 per month)" in warn(con, thresholds=WarningThresholds(order_drop_pct=10))[0]["reason"]
+    # two lines without an order_id count one each: still 3 in the last 90 days, 20 in the 12 months
+    # -> 1.01 vs 1.67 a month, down 39%
+    for days in (200, 201):
+        con.execute("insert into orders (account_id, date, amount) values ('X', ?, 5)", [END - timedelta(days=days)])
+    assert warn(con, thresholds=WarningThresholds(order_drop_pct=10))[0]["reason"] == \
+        "Orders down 39% against the 12-month average (1 vs 1.7 per month)"
+
+
 # --------------------------------------------------------------------------- complaints_up
 
 def add_tickets(con, days_before_end: list[int], complaint=True):
