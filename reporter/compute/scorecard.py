@@ -278,7 +278,7 @@ def score_accounts(kpi_frame: pd.DataFrame | KpiCells | None, account_tiers: dic
             for account_id in accounts:
                 scored[account_id] = {"health_score": None, "previous_health_score": None,
                                       "health_status": "not_scored", "trend": None, "health_capped_by": [],
-                                      "kpis": {}}
+                                      "health_trend": [], "kpis": {}}
         else:
             scored.update(_score_tier(accounts, tier, tiers_cfg, kpi_defs, cells, kpi_pos, account_pos))
     return {account_id: scored[account_id] for account_id in ids}
@@ -365,6 +365,7 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
     weights, critical = [], []
     now, prev = {"can": [], "codes": [], "scores": []}, {"can": [], "codes": [], "scores": []}
     columns = []  # per KPI: the per-account pieces of its dict
+    inputs = []   # per KPI: what scoring any period needs (the health trend scores all of them)
     for kpi_id, setting in tier.kpis.items():
         kdef = kpi_defs[kpi_id]
         k = kpi_pos[kpi_id]
@@ -383,6 +384,7 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
         codes = _status_codes(value, frame_status[:, -1], setting, kdef.direction, target, has_target)
         prev_codes = _status_codes(previous, previous_status, setting, kdef.direction, target, has_target)
         scores = _scores(value, codes, setting, tiers_cfg.scoring)
+        inputs.append((series, frame_status, setting, kdef.direction, target, has_target, can))
         weights.append(setting.weight)
         critical.append(setting.critical)
         for side, c, s in ((now, codes, scores), (prev, prev_codes, _scores(previous, prev_codes, setting,
@@ -400,6 +402,7 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
     bands = tiers_cfg.health_bands
     score, status, capped = _health_arrays(weights, now["can"], now["codes"], now["scores"], critical, bands, size)
     previous_score, _, _ = _health_arrays(weights, prev["can"], prev["codes"], prev["scores"], critical, bands, size)
+    history = _health_history(inputs, weights, critical, bands, tiers_cfg.scoring, size, periods)
     with np.errstate(invalid="ignore"):
         change = score - previous_score
     trends = [None if c != c else "flat" if abs(c) <= FLAT_POINTS else "up" if c > 0 else "down"
@@ -426,9 +429,24 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
             "health_status": health_status,
             "trend": trend,
             "health_capped_by": capped_ids.get(i, []),
+            "health_trend": [{"period": label, "health_score": history[p][i]} for p, label in enumerate(cells.labels)],
             "kpis": dict(zip(ids, kpis)),
         }
     return out
+
+
+def _health_history(inputs, weights, critical, bands, scoring: str, size: int, periods: int) -> list[list]:
+    """Health score of every account in each trend period (oldest first), scored with today's tier settings."""
+    history = []
+    for p in range(periods):
+        cans, codes, scores = [], [], []
+        for series, frame_status, setting, direction, target, has_target, can in inputs:
+            code = _status_codes(series[:, p], frame_status[:, p], setting, direction, target, has_target)
+            cans.append(can)
+            codes.append(code)
+            scores.append(_scores(series[:, p], code, setting, scoring))
+        history.append(_py(_health_arrays(weights, cans, codes, scores, critical, bands, size)[0]))
+    return history
 
 
 def _percentiles(values: np.ndarray, direction: str) -> list:

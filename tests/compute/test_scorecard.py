@@ -440,3 +440,18 @@ def test_no_nan_reaches_the_output(con, config, draws):
     card = build_scorecard(con, config, OCT, kpi_frame=long_frame(cells, kpis=kpi_ids_for(config.tiers)))
     json.dumps(card, allow_nan=False)
     assert not scorecard_frame(card).isin([math.inf, -math.inf]).any().any()
+
+
+def test_health_trend_ends_with_the_current_and_previous_health():
+    """The series the health chart draws: 12 periods, oldest first, the last two being previous and current."""
+    from reporter.clock import SystemClock
+    from reporter.pipeline import compute_scorecard, load
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "valid"
+    scorecard = compute_scorecard(load(fixture, "2026-10", SystemClock()))
+    for account in scorecard["accounts"]:
+        trend = account["health_trend"]
+        assert [t["period"] for t in trend][-2:] == ["2026-09", "2026-10"]
+        assert len(trend) == 12
+        assert trend[-1]["health_score"] == account["health_score"]
+        assert trend[-2]["health_score"] == account["previous_health_score"]
