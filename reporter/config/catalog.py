@@ -18,25 +18,25 @@ class KpiInfo:
     needs: tuple[str, ...]
     window: str
     definition: str
-    min_sample: int = 1  # fewer observations than this: shown, flagged low_sample, kept out of health
 
     def label(self, locale: str) -> str:
         return self.zh_CN if locale == "zh_CN" else self.en
 
 
-def _k(id, en, zh, unit, direction, needs, window, definition, min_sample=1) -> KpiInfo:
-    return KpiInfo(id, en, zh, unit, direction, tuple(needs.split()), window, definition, min_sample)
+def _k(id, en, zh, unit, direction, needs, window, definition) -> KpiInfo:
+    """needs: the entities the KPI reads; the first one is required, the others enrich it."""
+    return KpiInfo(id, en, zh, unit, direction, tuple(needs.split()), window, definition)
 
 
 BUILTIN_KPIS: dict[str, KpiInfo] = {
     k.id: k
     for k in (
         _k("csat", "Customer satisfaction", "客户满意度", "percent", "up", "surveys", "trailing_90d",
-           "Share of CSAT responses scoring 4 or 5 on the 1-5 scale in the window (option: the mean score).", 5),
+           "Share of CSAT responses scoring 4 or 5 on the 1-5 scale in the window (option: the mean score)."),
         _k("nps", "Net Promoter Score", "推荐指数", "score", "up", "surveys", "trailing_90d",
-           "Percentage of promoters (9-10) minus percentage of detractors (0-6) among NPS responses, from -100 to 100.", 5),
+           "Percentage of promoters (9-10) minus percentage of detractors (0-6) among NPS responses, from -100 to 100."),
         _k("ces", "Customer effort score", "客户费力度", "number", "down", "surveys", "trailing_90d",
-           "Mean customer effort score of the responses in the window; lower means easier to do business with.", 5),
+           "Mean customer effort score of the responses in the window; lower means easier to do business with."),
         _k("revenue", "Revenue", "收入", "currency", "up", "orders", "month",
            "Sum of order amounts in the window."),
         _k("revenue_growth", "Revenue growth", "收入增长", "percent", "up", "orders", "trailing_12m",
