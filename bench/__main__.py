@@ -12,6 +12,8 @@ import sys
 # Benchmarks by name: adding one is a module plus one entry here.
 BENCHMARKS: dict[str, str] = {
     "compute": "bench.compute.run",
+    "render": "bench.render.run",
+    "deliver": "bench.deliver.run",
 }
 
 

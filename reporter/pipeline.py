@@ -170,49 +170,46 @@ def _report_id(loaded: Loaded, report_name: str) -> str:
 
 
 def _render_documents(config, report_name, scorecard, envelopes, details, portfolio, generated_at, report_id, step):
-    """Every (account or portfolio, locale) document the envelopes need, as PDF/A-3b (and HTML if asked)."""
+    """Every (account or portfolio, locale) document the envelopes need, as PDF/A-3b (and HTML if asked).
+
+    The documents are rendered by a pool of worker processes (render.pool: one per CPU, in this
+    process when there are only a few); they are assembled here in a fixed order, so neither the
+    result nor its order depends on which worker finished first. An account that fails to render
+    is reported in ``failures`` (with no documents after its failure, as one after another would
+    give); the portfolio's failure is raised.
+    """
     from .deliver.archive import sha256_hex
     from .deliver.dispatch import Document
-    from .errors import RenderError
-    from .render import archive_pdf_bytes, render_report
-    from .render.chart_set import charts_for_report
     from .render.files import account_file_stem, report_file_name
+    from .render.pool import Job, RenderContext, render_documents
 
     report = config.reports[report_name]
     wanted = sorted({(a, e.locale) for e in envelopes for a in (e.account_ids or (None,))}, key=str)
     by_id = {a["account_id"]: a for a in scorecard["accounts"]}
-    documents, failures = {}, {}
-    charts = {}
     out_dir = config.output_dir / "reports" / report_name / scorecard["period"]
-    for done, (account_id, locale) in enumerate(wanted):
-        step("render", done, len(wanted), account_id or report_name)
+    context = RenderContext(config, report_name, scorecard, details, portfolio, generated_at, report_id,
+                            html_dir=out_dir if "html" in report.formats else None)
+    if wanted:
+        step("render", 0, len(wanted), wanted[0][0] or report_name)
+    rendered = render_documents(context, [Job(a, locale) for a, locale in wanted],
+                                progress=lambda done, total, r: step("render", done, total,
+                                                                     r.job.account_id or report_name))
+    documents, failures = {}, {}
+    for account_id, locale in wanted:
         if account_id in failures:
             continue
-        if locale not in charts:
-            charts[locale] = charts_for_report(config, report_name, scorecard, details, portfolio, locale)
+        result = rendered[(account_id, locale)]
+        if result.error is not None:
+            failures[account_id] = result.error
+            continue
         suffix = "" if locale == (report.locale or config.project.locale) else f".{locale}"
         stem = (account_file_stem(account_id, by_id[account_id]["name"]) if account_id
                 else report_file_name(report_name, scorecard["period"], "pdf")[:-4]) + suffix
-        try:
-            subject = by_id[account_id] if account_id else None
-            pdf = archive_pdf_bytes(config, report_name, scorecard, account_id,
-                                    details.get(account_id) if account_id else portfolio,
-                                    charts=charts[locale](subject), generated_at=generated_at,
-                                    report_id=report_id, locale=locale)
-            documents[(account_id, locale, "pdf")] = Document(account_id, locale, f"{stem}.pdf", pdf,
-                                                              sha256_hex(pdf), "application/pdf")
-            if "html" in report.formats:
-                artifact = render_report(config, report_name, scorecard, details, portfolio, charts[locale],
-                                         out_dir / locale, formats=("html",), locale=locale,
-                                         accounts=[account_id] if account_id else None,
-                                         generated_at=generated_at, report_id=report_id)[0]
-                html = artifact.path.read_bytes()
-                documents[(account_id, locale, "html")] = Document(account_id, locale, f"{stem}.html", html,
-                                                                   sha256_hex(html), "text/html")
-        except RenderError as exc:
-            if account_id is None:
-                raise
-            failures[account_id] = "; ".join(str(i) for i in exc.issues)
+        documents[(account_id, locale, "pdf")] = Document(account_id, locale, f"{stem}.pdf", result.pdf,
+                                                          sha256_hex(result.pdf), "application/pdf")
+        if result.html is not None:
+            documents[(account_id, locale, "html")] = Document(account_id, locale, f"{stem}.html", result.html,
+                                                               sha256_hex(result.html), "text/html")
     step("render", len(wanted), len(wanted), "")
     return documents, failures
 

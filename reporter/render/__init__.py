@@ -182,6 +182,15 @@ _CSV_COLUMNS = ("period", "account_id", "name", "tier", "health_score", "previou
 
 def _plain(value):
     """JSON-safe, deterministic value: NaN/inf -> None, dates -> ISO text, numpy scalars -> Python."""
+    kind = type(value)  # the plain types first: a whole scorecard is ~400,000 values
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {str(k): _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

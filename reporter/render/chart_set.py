@@ -7,10 +7,10 @@ keys), the health bands from tiers.yaml. The portfolio's charts are drawn once p
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..errors import RenderError
-from .charts import Chart, account_charts, portfolio_charts
+from .charts import Chart, account_charts, image_formats, portfolio_charts
 from .i18n import i18n_for
 
 __all__ = ["charts_for_report", "health_bands"]
@@ -29,11 +29,14 @@ def charts_for_report(
     details_by_account: dict[str, dict] | None,
     portfolio_details: dict | None,
     locale: str | None = None,
+    formats: Iterable[str] = ("svg",),
 ) -> Callable[[dict | None], list[Chart]]:
     """``charts_for(account)``: the review charts of a scorecard account; ``charts_for(None)``: the portfolio's.
 
     ``locale`` None means the project's locale, as in ``render_report``. Labels come from
     ``i18n_for(config, locale)``; a key no label file defines falls back to English (charts.EN_LABELS).
+    ``formats``: the chart encodings to draw, ``svg`` (the HTML's) and/or ``png`` (the PDF's,
+    see ``html.chart_view``); a PDF-only run asks for ``png`` alone.
     """
     if report_name not in config.reports:
         raise RenderError(f'no report "{report_name}" in reports.yaml; reports are: {", ".join(config.reports)}')
@@ -42,14 +45,17 @@ def charts_for_report(
     bands = health_bands(config)
     details_by_account = details_by_account or {}
     portfolio: list[Chart] | None = None
+    formats = tuple(formats)
 
     def charts_for(account: dict | None) -> list[Chart]:
         nonlocal portfolio
         if account is None:
             if portfolio is None:
-                portfolio = portfolio_charts(scorecard, portfolio_details or {}, t, i18n.locale, bands)
+                with image_formats(formats):
+                    portfolio = portfolio_charts(scorecard, portfolio_details or {}, t, i18n.locale, bands)
             return list(portfolio)
         details = details_by_account.get(str(account["account_id"])) or {}
-        return account_charts(account, details, bands, t, i18n.locale)
+        with image_formats(formats):
+            return account_charts(account, details, bands, t, i18n.locale)
 
     return charts_for

@@ -26,11 +26,14 @@ import io
 import math
 import re
 import warnings
+from collections import OrderedDict
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import ListedColormap
@@ -39,6 +42,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import ScaledTranslation
+from PIL import Image
 
 from ..errors import RenderError
 
@@ -257,6 +261,31 @@ class Chart:
     alt: str
     svg: str
     table: list[list[str]] = field(default_factory=list)
+    png: bytes | None = None  # the same chart rasterised (PNG_DPI), when PNG was asked for (image_formats)
+
+
+# Which encodings the chart functions produce: SVG for the HTML (vector, glyphs as paths, scales on
+# any screen) and PNG for the PDF (WeasyPrint draws an SVG's glyph paths one by one, ~60 ms a
+# chart; a PNG it embeds in a few milliseconds). Set for a block with ``image_formats``.
+IMAGE_FORMATS = ("svg", "png")
+PNG_DPI = 150
+PNG_COMPRESS_LEVEL = 1
+_FORMATS: ContextVar[tuple[str, ...]] = ContextVar("chart_image_formats", default=("svg",))
+
+
+@contextmanager
+def image_formats(formats: Iterable[str]) -> Iterator[None]:
+    """Charts drawn inside the block carry these encodings (``svg`` and/or ``png``); the other is
+    left empty (``svg`` "" or ``png`` None)."""
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in IMAGE_FORMATS]
+    if unknown or not formats:
+        raise RenderError(f"unknown chart image format {', '.join(unknown) or '(none)'}; use svg and/or png")
+    token = _FORMATS.set(formats)
+    try:
+        yield
+    finally:
+        _FORMATS.reset(token)
 
 
 _SVG_OPEN = re.compile(r"<svg\b[^>]*>")
@@ -266,18 +295,32 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def _to_svg(fig: Figure, chart_id: str, title: str, alt: str) -> str:
-    """Print ``fig`` as an SVG string with <title>/<desc>; RenderError if a glyph has no font."""
-    buf = io.StringIO()
+def _encode(fig: Figure, chart_id: str, title: str, alt: str) -> tuple[str, bytes | None]:
+    """``fig`` as (SVG string, PNG bytes) in the encodings ``image_formats`` asked for; RenderError
+    if a glyph has no font."""
+    formats = _FORMATS.get()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        FigureCanvasSVG(fig).print_svg(buf, metadata=SVG_METADATA)
+        svg = _print_svg(fig, title, alt) if "svg" in formats else ""
+        png = _print_png(fig) if "png" in formats else None
     missing = sorted({str(w.message) for w in caught if "missing from font" in str(w.message)})
     if missing:
         raise RenderError(f"chart {chart_id}: text has characters no installed font covers "
                           f"(install a font for them): {'; '.join(missing)}")
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return svg, png
+
+
+def _to_svg(fig: Figure, chart_id: str, title: str, alt: str) -> str:
+    """Print ``fig`` as an SVG string with <title>/<desc>; RenderError if a glyph has no font."""
+    with image_formats(("svg",)):
+        return _encode(fig, chart_id, title, alt)[0]
+
+
+def _print_svg(fig: Figure, title: str, alt: str) -> str:
+    buf = io.StringIO()
+    FigureCanvasSVG(fig).print_svg(buf, metadata=SVG_METADATA)
     svg = buf.getvalue()
     # The XML prolog and DOCTYPE get in the way of inlining; the root keeps its namespaces.
     svg = svg[svg.index("<svg"):]
@@ -285,6 +328,46 @@ def _to_svg(fig: Figure, chart_id: str, title: str, alt: str) -> str:
     return (head.group(0)[:-1] + ' role="img">'
             + f"\n <title>{_xml_escape(title)}</title>\n <desc>{_xml_escape(alt)}</desc>"
             + svg[head.end():])
+
+
+class _Canvas(FigureCanvasAgg):
+    """An Agg canvas that draws with one renderer per image size for the whole process.
+
+    matplotlib caches text metrics per renderer; a fresh canvas per chart would lay out every
+    label from scratch, while month names, axis labels and legend entries repeat in every review.
+    Drawing clears the renderer first, so nothing of one chart shows in the next.
+    """
+
+    _renderers: "OrderedDict[tuple, RendererAgg]" = OrderedDict()
+    _KEEP = 24
+
+    def get_renderer(self):
+        w, h = self.figure.bbox.size
+        key = (w, h, self.figure.dpi)
+        renderer = self._renderers.pop(key, None)
+        if renderer is None:
+            renderer = RendererAgg(w, h, self.figure.dpi)
+            while len(self._renderers) >= self._KEEP:
+                self._renderers.popitem(last=False)
+        self._renderers[key] = renderer
+        self.renderer = renderer
+        return renderer
+
+
+def _print_png(fig: Figure) -> bytes:
+    """``fig`` rasterised at PNG_DPI as an opaque RGB PNG (no metadata: same figure, same bytes)."""
+    dpi = fig.dpi
+    fig.dpi = PNG_DPI  # sizes are in inches and points, so the picture is the SVG's, only finer
+    try:
+        canvas = _Canvas(fig)
+        canvas.draw()
+        width, height = canvas.get_width_height(physical=True)
+        image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        return out.getvalue()
+    finally:
+        fig.dpi = dpi
 
 
 # --- layout helpers -----------------------------------------------------------------------
@@ -390,7 +473,8 @@ def _empty(chart_id: str, title: str, alt: str, t: Translate, header: list[str])
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
         _no_data_text(ax, t)
-        return Chart(chart_id, title, alt, _to_svg(fig, chart_id, title, alt), [header])
+        svg, png = _encode(fig, chart_id, title, alt)
+        return Chart(chart_id, title, alt, svg, [header], png)
 
 
 # --- formatting --------------------------------------------------------------------------
@@ -528,9 +612,9 @@ def health_trend(account_sc: Mapping, bands: Mapping, t: Translate = default_t) 
         ax.set_ylim(0, 100)
         _y_axis(ax, [0, red_below, green_from, 100], lambda v: f"{v:.0f}", grid=False)
         _month_axis(ax, labels)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     table = [header] + [[lab, _number(s, 1), _status_text(st, t)] for lab, s, st in zip(labels, scores, statuses)]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def _tint(colour: str, strength: float = 0.15) -> str:
@@ -566,10 +650,10 @@ def revenue_by_month(details: Mapping, t: Translate = default_t, *, chart_id: st
         _y_scale(ax, max(revenue + prior))
         _month_axis(ax, labels)
         _legend_above(ax, handles)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     table = [header] + [[lab, _money(r), _money(p), f"{(r / p - 1) * 100:+.0f}%" if p else "–"]
                         for lab, r, p in zip(labels, revenue, prior)]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def satisfaction_trend(details: Mapping, t: Translate = default_t) -> Chart:
@@ -600,12 +684,12 @@ def satisfaction_trend(details: Mapping, t: Translate = default_t) -> Chart:
         _legend_above(ax, handles)
         if all(math.isnan(v) for v in nps + csat):
             _no_data_text(ax, t)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     table = [header] + [
         [r["month"], _signed(r.get("nps")), str(r.get("nps_n", 0)), _share(r.get("csat")), str(r.get("csat_n", 0))]
         for r in rows
     ]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def service_chart(details: Mapping, t: Translate = default_t) -> Chart:
@@ -645,13 +729,13 @@ def service_chart(details: Mapping, t: Translate = default_t) -> Chart:
             _month_axis(ax, labels, every=2)
         if not hours:
             _no_data_text(right, t)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     table = [header] + [
         [r["month"], str(r.get("tickets") or 0), str(r.get("complaints") or 0),
          _number(r.get("first_response_hours")), _number(r.get("resolution_hours")), _number(r.get("sla_hours"))]
         for r in rows
     ]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def interaction_frequency(details: Mapping, t: Translate = default_t) -> Chart:
@@ -683,11 +767,11 @@ def interaction_frequency(details: Mapping, t: Translate = default_t) -> Chart:
         _legend_above(ax, handles)
         if max(totals) == 0:
             _no_data_text(ax, t)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     header = [t("chart.month")] + [t(f"channel.{c}") for c in channels] + [t("chart.total")]
     table = [header] + [[lab] + [str(counts[c][i]) for c in channels] + [str(totals[i])]
                         for i, lab in enumerate(labels)]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def relationship_map(details: Mapping, t: Translate = default_t) -> Chart:
@@ -739,8 +823,8 @@ def relationship_map(details: Mapping, t: Translate = default_t) -> Chart:
             ax.legend(handles=[Line2D([], [], linestyle="none", marker="o", markersize=6, color=PRIMARY,
                                       markeredgecolor=INK, markeredgewidth=1.4, label=t("chart.decision_maker"))],
                       loc="upper left", bbox_to_anchor=(0, -0.02 - 0.05 / fig.get_size_inches()[1]))
-        svg = _to_svg(fig, chart_id, title, alt)
-    return Chart(chart_id, title, alt, svg, table)
+        svg, png = _encode(fig, chart_id, title, alt)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def _kpi_label(kpi_id: str, kpi: Mapping, locale: str) -> str:
@@ -790,13 +874,13 @@ def kpi_status_strip(account_sc: Mapping, t: Translate = default_t, locale: str 
                     color=INK)
         ax.add_collection(PolyCollection(tiles, facecolors=tile_colours, edgecolors="none"), autolim=False)
         ax.add_collection(PolyCollection(stripes, facecolors=stripe_colours, edgecolors="none"), autolim=False)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     table = [header] + [
         [_kpi_label(k, v, locale), _value(v.get("value"), v.get("unit")), _value(v.get("target"), v.get("unit")),
          _status_text(v.get("status"), t)]
         for k, v in kpis.items()
     ]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 # --- portfolio charts --------------------------------------------------------------------
@@ -872,13 +956,13 @@ def portfolio_heatmap(scorecard: Mapping, t: Translate = default_t, locale: str 
         if len(shown) < len(accounts):
             fig.text(0.01, 0.2 / height, _fill(t("chart.heatmap.more"), shown=len(shown), accounts=len(accounts)),
                      fontsize=6)
-        svg = _to_svg(fig, chart_id, title, alt)
+        svg, png = _encode(fig, chart_id, title, alt)
     table = [header] + [
         [str(a.get("name") or a.get("account_id")), _number(a.get("health_score"), 0)]
         + [_status_text(s, t) for s in row]
         for a, row in zip(shown, grid)
     ]
-    return Chart(chart_id, title, alt, svg, table)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 def _clv(account: Mapping):
@@ -945,8 +1029,8 @@ def health_vs_revenue(scorecard: Mapping, portfolio_details: Mapping, t: Transla
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=len(groups), markerscale=0.6)
         ax.text(1.0, 1.02, t("chart.bubble_size"), transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
                 color=MUTED)
-        svg = _to_svg(fig, chart_id, title, alt)
-    return Chart(chart_id, title, alt, svg, table)
+        svg, png = _encode(fig, chart_id, title, alt)
+    return Chart(chart_id, title, alt, svg, table, png)
 
 
 # --- registries and the two entry points --------------------------------------------------
@@ -976,22 +1060,26 @@ DEFAULT_ACCOUNT_CHARTS = ("health_trend", "revenue_by_month", "satisfaction_tren
 
 
 def account_charts(account_sc: Mapping, details: Mapping, bands: Mapping, t: Translate = default_t,
-                   locale: str = "en", kinds: list[str] | tuple[str, ...] = DEFAULT_ACCOUNT_CHARTS) -> list[Chart]:
-    """A review's charts in ``kinds`` order (default: the six of ``DEFAULT_ACCOUNT_CHARTS``)."""
+                   locale: str = "en", kinds: list[str] | tuple[str, ...] = DEFAULT_ACCOUNT_CHARTS,
+                   formats: Iterable[str] | None = None) -> list[Chart]:
+    """A review's charts in ``kinds`` order (default: the six of ``DEFAULT_ACCOUNT_CHARTS``).
+
+    ``formats``: the image encodings to produce (``svg``, ``png``); None keeps the caller's
+    ``image_formats`` (SVG unless set)."""
     unknown = [k for k in kinds if k not in ACCOUNT_CHARTS]
     if unknown:
         raise RenderError(f"unknown chart type(s) {', '.join(unknown)}; expected one of: {', '.join(ACCOUNT_CHARTS)}")
     inputs = AccountInputs(account_sc, details, bands, _translator(t), locale)
-    with theme():
+    with theme(), image_formats(_FORMATS.get() if formats is None else formats):
         return [ACCOUNT_CHARTS[kind](inputs) for kind in kinds]
 
 
 def portfolio_charts(scorecard: Mapping, portfolio_details: Mapping, t: Translate = default_t,
                      locale: str = "en", bands: Mapping | None = None,
-                     max_heatmap_rows: int | None = 50) -> list[Chart]:
+                     max_heatmap_rows: int | None = 50, formats: Iterable[str] | None = None) -> list[Chart]:
     """The leadership scorecard's charts: status heatmap, health vs revenue, portfolio revenue by month."""
     t = _translator(t)
-    with theme():
+    with theme(), image_formats(_FORMATS.get() if formats is None else formats):
         return [
             portfolio_heatmap(scorecard, t, locale, max_heatmap_rows),
             health_vs_revenue(scorecard, portfolio_details, t, bands),

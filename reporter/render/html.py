@@ -183,14 +183,21 @@ def normalise_details(details: dict | None) -> dict:
     return merged
 
 
-def chart_view(chart) -> SimpleNamespace:
-    """A chart as the templates use it: the SVG as a data: URI (isolated from the page, no external
-    references), its alt text, and its table split into header and rows."""
-    svg = chart.svg.encode("utf-8") if isinstance(chart.svg, str) else bytes(chart.svg)
+def chart_view(chart, for_print: bool = False) -> SimpleNamespace:
+    """A chart as the templates use it: the image as a data: URI (isolated from the page, no external
+    references), its alt text, and its table split into header and rows.
+
+    The HTML shows the SVG; the PDF (``for_print``) takes the chart's PNG when it has one, which
+    WeasyPrint embeds in milliseconds where it would draw every glyph path of the SVG."""
+    png = getattr(chart, "png", None)
+    if png and (for_print or not chart.svg):
+        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    else:
+        svg = chart.svg.encode("utf-8") if isinstance(chart.svg, str) else bytes(chart.svg)
+        uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
     table = [list(row) for row in (chart.table or [])]
     return SimpleNamespace(
-        id=str(chart.id), title=str(chart.title), alt=str(chart.alt),
-        uri="data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii"),
+        id=str(chart.id), title=str(chart.title), alt=str(chart.alt), uri=uri,
         header=table[0] if table else [], rows=table[1:],
     )
 
@@ -284,7 +291,7 @@ def render_account_review_html(config, report_name: str, account: dict, details:
     i18n = i18n_for(config, context_common["locale"])
     account = normalise_account(account)
     kpis = account["kpis"]
-    chart_views = [chart_view(c) for c in charts]
+    chart_views = [chart_view(c, for_print) for c in charts]
     context = {
         **context_common,
         "i18n": i18n,
@@ -341,7 +348,7 @@ def render_portfolio_html(config, report_name: str, scorecard: dict, charts: lis
             used.setdefault(kpi_id, kpi)
     portfolio_kpis = {k: {"unit": info.unit, "direction": info.direction, "window": info.window}
                       for k, info in PORTFOLIO_KPIS.items()}
-    chart_views = [chart_view(c) for c in charts]
+    chart_views = [chart_view(c, for_print) for c in charts]
     context = {
         **context_common,
         "i18n": i18n,

@@ -35,6 +35,7 @@ from weasyprint import HTML, Attachment
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
 from ..errors import Issue, RenderError
+from . import pdf_speed
 
 # The font stack of report_templates/styles/base.css; a test keeps the two in step.
 FONT_FAMILIES = ("Noto Sans", "Noto Sans CJK SC", "sans-serif")
@@ -272,12 +273,15 @@ def render_pdf(
     check_font_coverage(html_texts(html))
     base_dir = Path(base_dir).resolve()
     fetcher = TemplateFetcher(allowed_dirs if allowed_dirs is not None else [base_dir])
+    pdf_speed.install()
+    font_config = pdf_speed.font_configuration(tuple(str(d) for d in fetcher.allowed_dirs))
     moment = generated_at.astimezone(timezone.utc)
     errors = _ErrorLog()
     logger = logging.getLogger("weasyprint")
     logger.addHandler(errors)
     try:
-        document = HTML(string=html, base_url=base_dir.as_uri() + "/", url_fetcher=fetcher).render()
+        document = HTML(string=html, base_url=base_dir.as_uri() + "/", url_fetcher=fetcher).render(
+            font_config=font_config)
         meta = document.metadata
         meta.title = metadata.get("title") or meta.title
         meta.authors = [metadata["author"]] if metadata.get("author") else []
