@@ -11,6 +11,10 @@ time unless SOURCE_DATE_EPOCH is set, so it is set to the run's time while writi
 PDF/A-3b: WeasyPrint's ``pdf/a-3b`` variant writes PDF 1.7 with XMP metadata
 (pdfaid:part 3, conformance B), an sRGB OutputIntent and an /AF entry (with an
 AFRelationship) for every embedded file; fonts are always embedded.
+
+Speed: documents of one process share a font configuration, and ``pdf_speed`` keeps what
+WeasyPrint would otherwise redo for every document (parsed stylesheets, font bytes, Pango
+contexts, per-element pseudo-element styles); see that module for what each saves.
 """
 from __future__ import annotations
 

@@ -179,8 +179,8 @@ def render_documents(context: RenderContext, jobs: Iterable[Job], *, workers: in
     """Render ``jobs``; returns ``{job.key: Rendered}``. ``progress(done, total, rendered)`` after each.
 
     ``workers``: processes to use (default: ``default_workers()``); one, or fewer jobs than
-    MIN_JOBS_FOR_POOL (unless two or more are portfolio scorecards), renders in this process. ``recycle_after``: jobs per worker before the
-    pool is replaced by fresh workers (None: never).
+    MIN_JOBS_FOR_POOL (unless two or more with a portfolio scorecard), renders in this process.
+    ``recycle_after``: jobs per worker before the pool is replaced by fresh workers (None: never).
     """
     jobs = sorted(dict.fromkeys(jobs), key=lambda j: (j.account_id is not None, str(j.account_id), j.locale))
     total = len(jobs)
