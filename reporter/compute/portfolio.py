@@ -27,6 +27,7 @@ from datetime import date, datetime
 
 from ..config.catalog import PORTFOLIO_KPIS
 from .periods import Period, add_months
+from .tables import table_columns
 
 UNASSIGNED = "unassigned"
 DEFAULT_CAC_CATEGORIES = ("acquisition", "sales", "marketing")
@@ -110,17 +111,9 @@ def _movement(since: date | None, churned_on: date | None, period: Period) -> di
     return {"at_start": int(at_start), "new": int(new), "lost": int(lost), "at_end": int(at_end)}
 
 
-def _columns(con, table: str) -> set[str]:
-    rows = con.execute(
-        "select column_name from information_schema.columns where table_name = ? and table_schema = current_schema()",
-        [table],
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def _revenue_by_account(con, period: Period) -> tuple[dict[str, float], dict[str, float]]:
     """Revenue in the trailing 12 months to the period end, and in the 12 months before."""
-    if not {"account_id", "date", "amount"} <= _columns(con, "orders"):
+    if not {"account_id", "date", "amount"} <= table_columns(con, "orders"):
         return {}, {}
     end = period.end
     start, prior_start = add_months(end, -12), add_months(end, -24)
@@ -137,7 +130,7 @@ def _revenue_by_account(con, period: Period) -> tuple[dict[str, float], dict[str
 
 def _acquisition_costs(con, period: Period, categories: tuple[str, ...]) -> tuple[dict[str, float], float]:
     """Costs of the given categories in the period: per account, and those booked to no account."""
-    columns = _columns(con, "costs")
+    columns = table_columns(con, "costs")
     if not {"date", "category", "amount"} <= columns or not categories:
         return {}, 0.0
     account = "account_id" if "account_id" in columns else "null"

@@ -56,6 +56,7 @@ from .kpis import compute_kpi_arrays, resolve_kpis
 from .periods import Period, add_months, trend_periods
 from .portfolio import UNASSIGNED, portfolio_kpis
 from .warnings import early_warnings
+from .tables import table_columns
 
 TREND_LENGTH = 12
 FLAT_POINTS = 2.0
@@ -505,16 +506,8 @@ def _tier_summaries(results: list[dict], tiers_cfg: Tiers, kpi_defs, movements: 
 
 # --------------------------------------------------------------------------- inputs
 
-def _columns(con, table: str) -> set[str]:
-    rows = con.execute(
-        "select column_name from information_schema.columns where table_name = ? and table_schema = current_schema()",
-        [table],
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def _accounts(con) -> list[dict]:
-    present = _columns(con, "accounts")
+    present = table_columns(con, "accounts")
     select = ", ".join(f if f in present else f"null as {f}" for f in _ACCOUNT_FIELDS)
     rows = con.execute(f"select {select} from accounts order by account_id").fetchall()
     return [dict(zip(_ACCOUNT_FIELDS, row)) for row in rows]
@@ -539,7 +532,7 @@ def assign_tiers(con, tiers_cfg: Tiers, period: Period, accounts: list[dict]) ->
             for a in accounts
         }
     revenue = {}
-    if {"account_id", "date", "amount"} <= _columns(con, "orders"):
+    if {"account_id", "date", "amount"} <= table_columns(con, "orders"):
         revenue = dict(con.execute(
             "select account_id, round(fsum(amount), 6) from orders where date >= ? and date < ? group by account_id",
             [add_months(period.end, -12), period.end],

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..config.models import WarningThresholds
 from .periods import Period, window_bounds
+from .tables import table_columns
 
 CODES = ("order_drop", "complaints_up", "nps_detractor", "no_contact", "low_p_alive", "health_drop")
 RECENT_DAYS = 90
@@ -164,14 +165,6 @@ def _kpi_values(frame: pd.DataFrame | None, kpi: str, label: str) -> dict[str, f
     }
 
 
-def _columns(con, table: str) -> set[str]:
-    rows = con.execute(
-        "select column_name from information_schema.columns where table_name = ? and table_schema = current_schema()",
-        [table],
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time())
 
@@ -188,7 +181,7 @@ class _Facts:
         since = self._since(con)
 
         self.orders: dict[str, tuple[int, float, int, float]] = {}
-        order_cols = _columns(con, "orders")
+        order_cols = table_columns(con, "orders")
         if {"account_id", "date"} <= order_cols:
             # An order with several lines counts once; rows without an order_id count one each. A plain
             # count(distinct) per window and the lines without an order_id apart are several times
@@ -225,7 +218,7 @@ class _Facts:
                 self.orders[account_id] = (recent, recent_months, in_year, year_months)
 
         self.complaints: dict[str, tuple[int, int]] = {}
-        if {"account_id", "opened_at", "is_complaint"} <= _columns(con, "tickets"):
+        if {"account_id", "opened_at", "is_complaint"} <= table_columns(con, "tickets"):
             for a, now, prior in con.execute(
                 "select account_id, count(*) filter (where opened_at >= $recent), count(*) filter (where opened_at < $recent) "
                 "from tickets where is_complaint and opened_at >= $prior and opened_at < $end group by account_id",
@@ -234,7 +227,7 @@ class _Facts:
                 self.complaints[a] = (int(now), int(prior))
 
         self.detractors: dict[str, tuple[float, date, int]] = {}
-        if {"account_id", "date", "kind", "score"} <= _columns(con, "surveys"):
+        if {"account_id", "date", "kind", "score"} <= table_columns(con, "surveys"):
             # The latest detractor is the one named; the lowest score breaks a tie on the same day.
             for a, score, day, count in con.execute(
                 "select account_id, score, date, count(*) over (partition by account_id) from ("
@@ -245,7 +238,7 @@ class _Facts:
             ).fetchall():
                 self.detractors[a] = (float(score), day, int(count))
 
-        interaction_cols = _columns(con, "interactions")
+        interaction_cols = table_columns(con, "interactions")
         self.has_interactions = {"account_id", "date"} <= interaction_cols
         self.last_contact: dict[str, date] = {}
         if self.has_interactions:
@@ -258,6 +251,6 @@ class _Facts:
 
     @staticmethod
     def _since(con) -> dict[str, date]:
-        if {"account_id", "since"} <= _columns(con, "accounts"):
+        if {"account_id", "since"} <= table_columns(con, "accounts"):
             return dict(con.execute("select account_id, since from accounts where since is not null").fetchall())
         return {}

@@ -33,7 +33,7 @@ class ProjectConfig:
 
     def template_dirs(self) -> list[Path]:
         """The project's own templates first: they override the built-ins file by file."""
-        return [d for d in (self.root / "report_templates", BUILTIN_TEMPLATES) if d.is_dir()]
+        return [d for d in _template_dirs(self.root) if d.is_dir()]
 
 
 def find_config_dir(root: Path) -> Path:
