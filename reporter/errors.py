@@ -51,3 +51,8 @@ def did_you_mean(word: str, candidates) -> str:
 
     match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
     return f'; did you mean "{match[0]}"?' if match else ""
+
+
+class RunInterrupted(Exception):
+    """A run stopped on purpose between two steps (a signal, a lost claim): the ledger records the
+    run as partial, and the next run completes the period."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from .clock import Clock
 from .compute.periods import Period, add_months, last_complete_period, parse_period
 from .config import ProjectConfig, load_project
-from .errors import ConfigError, Issue
+from .errors import ConfigError, Issue, RunInterrupted
 from .sources import LoadResult, load_sources, write_quality_report
 
 
@@ -74,75 +74,130 @@ class RunSummary:
     def exit_code(self) -> int:
         return 1 if self.state == "partial" else 0
 
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"envelopes": self.envelopes, "sent": len(self.sent), "already": len(self.already),
+                "failed": len(self.failed), "in_doubt": len(self.in_doubt),
+                "render_failures": len(self.render_failures)}
+
+    @property
+    def error(self) -> str | None:
+        """What went wrong, a line each (None when nothing did): the ledger keeps it with the run."""
+        problems = [f"{who}: {why}" for who, why, _ in self.failed]
+        problems += [f"{a}: {why}" for a, why in self.render_failures.items()]
+        problems += [f"{who}: in doubt (was being sent when a run stopped)" for who in self.in_doubt]
+        return "\n".join(problems) or None
+
 
 def run_report(project_dir, report_name: str, period_text: str | None, clock: Clock, *, dry_run: bool = False,
                resend: str | None = None, progress=None, transport=None) -> RunSummary:
     """validate -> load -> compute -> render -> archive -> deliver, for one report and period.
 
-    Blocking config or data errors raise before anything is rendered or sent. One account that
-    fails to render is reported and its envelopes wait for a later run; the others go out.
+    Blocking config or data errors raise before anything is rendered or sent. Rendering, archiving
+    and sending overlap: each document is archived as soon as it is rendered, and each envelope
+    is sent as soon as all its documents are archived, while the rest still render. One account
+    that fails to render is reported and its envelopes wait for a later run; the others go out.
     """
-    from . import __version__
-    from .compute.details import account_details, portfolio_details
-    from .deliver.archive import Archive
-    from .deliver.audience import plan_audience
-    from .deliver.compose import compose
-    from .deliver.dispatch import dispatch
-    from .deliver.email import open_transport
     from .deliver.ledger import Ledger, default_url
 
     step = progress or (lambda stage, done, total, label="": None)
     step("load", 0, 1)
     loaded = load(project_dir, period_text, clock, report_name)
-    config, period = loaded.config, loaded.period
-    report = _report(config, report_name)
+    config = loaded.config
+    _report(config, report_name)
     step("load", 1, 1)
     step("compute", 0, 1)
     scorecard = compute_scorecard(loaded)
     step("compute", 1, 1)
-    plan = plan_audience(report, scorecard["accounts"], config.project.locale)
-    ledger = None if dry_run else Ledger(config.project.ledger_url or default_url(config.output_dir), clock=clock)
+    if dry_run:
+        return _dry_run(loaded, report_name, scorecard, clock.now().replace(microsecond=0), step)
+    ledger = Ledger(config.project.ledger_url or default_url(config.output_dir), clock=clock)
+    run_id = None
     try:
-        run_id = None if ledger is None else ledger.start_run(report_name, period.label)
-        generated_at = _generated_at(ledger, report_name, period.label, clock)
-        ids = sorted({a for e in plan.envelopes for a in e.account_ids})
-        details = account_details(loaded.data.con, period, ids) if ids else {}
-        portfolio = portfolio_details(loaded.data.con, period) if report.kind == "portfolio_scorecard" else None
-        documents, failures = _render_documents(config, report_name, scorecard, plan.envelopes, details, portfolio,
-                                                generated_at, _report_id(loaded, report_name), step)
-        if dry_run:
-            return _dry_summary(config, report_name, period.label, plan, documents, failures)
-        archive = Archive(config.output_dir / "archive")
-        archived = _archive(archive, config, loaded, report_name, period.label, plan.envelopes, documents,
-                            generated_at, __version__)
-        blocked = {e.key: f"account {a} failed to render: {failures[a]}" for e in plan.envelopes
-                   for a in e.account_ids if a in failures}
-        transport = transport or open_transport(config.project.smtp, config.output_dir)
-
-        def documents_for(envelope):
-            return _documents_of(envelope, documents, report.kind)
-
-        def compose_for(envelope, docs, too_big):
-            note = str(config.output_dir / "archive" / report_name / period.label) if too_big else None
-            return compose(config, report_name, envelope, scorecard, [d.filename for d in docs], note)
-
-        outcome = dispatch(config=config, report_name=report_name, period=period.label, envelopes=plan.envelopes,
-                           documents_for=documents_for, compose_for=compose_for, blocked=blocked,
-                           ledger=ledger, transport=transport, clock=clock, resend=resend,
-                           progress=lambda d, t, label="": step("deliver", d, t, label))
-        state = "partial" if outcome.failed or failures or outcome.in_doubt else "done"
-        counts = {"envelopes": len(plan.envelopes), "sent": len(outcome.sent), "already": len(outcome.already),
-                  "failed": len(outcome.failed), "in_doubt": len(outcome.in_doubt), "render_failures": len(failures)}
-        if outcome.failed or failures:
-            _notify_admins(config, report_name, period.label, outcome, failures, transport, clock, run_id)
-        ledger.finish_run(run_id, state, counts, _error_text(outcome, failures))
-        return RunSummary(report_name, period.label, state, run_id, len(plan.envelopes), outcome.sent,
-                          outcome.already, outcome.in_doubt, outcome.failed, failures, archived,
-                          config.output_dir / "archive", config.output_dir / "outbox"
-                          if config.project.smtp.transport == "outbox" else None)
+        run_id = ledger.start_run(report_name, loaded.period.label)
+        generated_at = _generated_at(ledger, report_name, loaded.period.label, clock)
+        summary = _render_and_deliver(loaded, report_name, scorecard, generated_at, ledger, run_id, clock,
+                                      resend, transport, step)
+        ledger.finish_run(run_id, summary.state, summary.counts, summary.error)
+        return summary
+    except BaseException as exc:
+        # The run's row must not stay "running" for ever: say how it ended. Stopped on purpose
+        # (a signal, Ctrl-C) is partial, as a later run completes the period; anything else failed.
+        if run_id is not None:
+            stopped = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
+            ledger.finish_run(run_id, "partial" if stopped else "failed", {}, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
     finally:
-        if ledger is not None:
-            ledger.close()
+        ledger.close()
+
+
+def _render_and_deliver(loaded, report_name, scorecard, generated_at, ledger, run_id, clock, resend, transport,
+                        step) -> RunSummary:
+    from contextlib import nullcontext
+
+    from . import __version__
+    from .deliver.archive import Archive
+    from .deliver.compose import compose
+    from .deliver.dispatch import Dispatcher
+    from .deliver.email import open_transport
+
+    config, period = loaded.config, loaded.period.label
+    plan = _plan(loaded, report_name, scorecard)
+    archive_dir = config.output_dir / "archive"
+
+    def compose_for(envelope, docs, too_big):
+        note = str(archive_dir / report_name / period) if too_big else None
+        return compose(config, report_name, envelope, scorecard, [d.filename for d in docs], note)
+
+    meta = {"generated_at": generated_at, "config_sha256": config.config_sha256,
+            "data_sha256": loaded.data.data_sha256, "code_version": __version__}
+    opened = nullcontext(transport) if transport else open_transport(config.project.smtp, config.output_dir)
+    with opened as transport:
+        dispatcher = Dispatcher(config=config, report_name=report_name, period=period, compose_for=compose_for,
+                                ledger=ledger, transport=transport, clock=clock, resend=resend)
+        delivery = _Delivery(Archive(archive_dir), config, report_name, period, plan.envelopes, meta, dispatcher,
+                             step)
+        _, failures = _render_documents(loaded, report_name, scorecard, plan, generated_at, step, delivery.ready)
+        outcome = dispatcher.outcome
+        if outcome.failed or failures:
+            _notify_admins(config, report_name, period, outcome, failures, transport, clock, run_id)
+    state = "partial" if outcome.failed or failures or outcome.in_doubt else "done"
+    return RunSummary(report_name, period, state, run_id, len(plan.envelopes), outcome.sent, outcome.already,
+                      outcome.in_doubt, outcome.failed, failures, sorted(delivery.archived), archive_dir,
+                      config.output_dir / "outbox" if config.project.smtp.transport == "outbox" else None)
+
+
+def _dry_run(loaded, report_name, scorecard, generated_at, step) -> RunSummary:
+    """Everything but archive and send: the documents go to output/reports/<report>/<period>/."""
+    config, period = loaded.config, loaded.period.label
+    plan = _plan(loaded, report_name, scorecard)
+    documents, failures = _render_documents(loaded, report_name, scorecard, plan, generated_at, step)
+    out_dir = config.output_dir / "reports" / report_name / period
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for doc in documents.values():
+        (out_dir / doc.filename).write_bytes(doc.data)
+    return RunSummary(report_name, period, "dry_run", None, len(plan.envelopes), [], [], [], [], failures,
+                      [], out_dir, None)
+
+
+@dataclass
+class _Plan:
+    envelopes: list
+    details: dict
+    portfolio: dict | None
+
+
+def _plan(loaded: Loaded, report_name: str, scorecard: dict) -> _Plan:
+    """Who gets what, and the per-account detail tables the documents show."""
+    from .compute.details import account_details, portfolio_details
+    from .deliver.audience import plan_audience
+
+    report = loaded.config.reports[report_name]
+    envelopes = plan_audience(report, scorecard["accounts"], loaded.config.project.locale).envelopes
+    ids = sorted({a for e in envelopes for a in e.account_ids})
+    details = account_details(loaded.data.con, loaded.period, ids) if ids else {}
+    portfolio = portfolio_details(loaded.data.con, loaded.period) if report.kind == "portfolio_scorecard" else None
+    return _Plan(envelopes, details, portfolio)
 
 
 def _report(config: ProjectConfig, name: str):
@@ -156,8 +211,6 @@ def _report(config: ProjectConfig, name: str):
 
 def _generated_at(ledger, report_name: str, period: str, clock: Clock):
     """The first run's start for this period: a re-run renders the same bytes, so the archive stays one revision."""
-    if ledger is None:
-        return clock.now().replace(microsecond=0)
     starts = [r["started_at"] for r in ledger.runs(report_name) if r["period"] == period]
     return min(starts).replace(microsecond=0)
 
@@ -169,91 +222,124 @@ def _report_id(loaded: Loaded, report_name: str) -> str:
     return f"{report_name}-{loaded.period.label}-{digest[:8]}"
 
 
-def _render_documents(config, report_name, scorecard, envelopes, details, portfolio, generated_at, report_id, step):
+def _document_keys(envelope, kind: str) -> list[tuple[str | None, str]]:
+    """The (account or None for the portfolio, locale) documents an envelope carries, in attachment order."""
+    return [(a, envelope.locale) for a in (envelope.account_ids if kind == "account_review" else (None,))]
+
+
+def _render_documents(loaded, report_name, scorecard, plan, generated_at, step, ready=None):
     """Every (account or portfolio, locale) document the envelopes need, as PDF/A-3b (and HTML if asked).
 
     The documents are rendered by a pool of worker processes (render.pool: one per CPU, in this
-    process when there are only a few); they are assembled here in a fixed order, so neither the
-    result nor its order depends on which worker finished first. An account that fails to render
-    is reported in ``failures`` (with no documents after its failure, as one after another would
-    give); the portfolio's failure is raised.
+    process when there are only a few), in envelope order, so the first envelopes are complete
+    early. As each job comes back, ``ready(key, documents, error)`` is called (in completion
+    order). Returns ({(account, locale, format): Document}, {account_id: why it failed}); the
+    portfolio's failure is raised.
     """
-    from .deliver.archive import sha256_hex
-    from .deliver.dispatch import Document
-    from .render.files import account_file_stem, report_file_name
     from .render.pool import Job, RenderContext, render_documents
 
+    config = loaded.config
     report = config.reports[report_name]
-    wanted = sorted({(a, e.locale) for e in envelopes for a in (e.account_ids or (None,))}, key=str)
-    by_id = {a["account_id"]: a for a in scorecard["accounts"]}
+    kind = report.kind
+    wanted = list(dict.fromkeys(k for e in plan.envelopes for k in _document_keys(e, kind)))
     out_dir = config.output_dir / "reports" / report_name / scorecard["period"]
-    context = RenderContext(config, report_name, scorecard, details, portfolio, generated_at, report_id,
-                            html_dir=out_dir if "html" in report.formats else None)
+    context = RenderContext(config, report_name, scorecard, plan.details, plan.portfolio, generated_at,
+                            _report_id(loaded, report_name), html_dir=out_dir if "html" in report.formats else None)
+    names = {a["account_id"]: a["name"] for a in scorecard["accounts"]}
+    documents, failures = {}, {}
+
+    def arrived(done, total, result):
+        key = result.job.key
+        step("render", done, total, key[0] or report_name)
+        docs = [] if result.error else _documents_of_result(config, report, report_name, scorecard, names, result)
+        if result.error:
+            failures.setdefault(key[0], result.error)
+        documents.update({(key[0], key[1], d.filename.rsplit(".", 1)[1]): d for d in docs})
+        if ready:
+            ready(key, docs, result.error)
+
     if wanted:
         step("render", 0, len(wanted), wanted[0][0] or report_name)
-    rendered = render_documents(context, [Job(a, locale) for a, locale in wanted],
-                                progress=lambda done, total, r: step("render", done, total,
-                                                                     r.job.account_id or report_name))
-    documents, failures = {}, {}
-    for account_id, locale in wanted:
-        if account_id in failures:
-            continue
-        result = rendered[(account_id, locale)]
-        if result.error is not None:
-            failures[account_id] = result.error
-            continue
-        suffix = "" if locale == (report.locale or config.project.locale) else f".{locale}"
-        stem = (account_file_stem(account_id, by_id[account_id]["name"]) if account_id
-                else report_file_name(report_name, scorecard["period"], "pdf")[:-4]) + suffix
-        documents[(account_id, locale, "pdf")] = Document(account_id, locale, f"{stem}.pdf", result.pdf,
-                                                          sha256_hex(result.pdf), "application/pdf")
-        if result.html is not None:
-            documents[(account_id, locale, "html")] = Document(account_id, locale, f"{stem}.html", result.html,
-                                                               sha256_hex(result.html), "text/html")
+    render_documents(context, [Job(a, locale) for a, locale in wanted], progress=arrived)
     step("render", len(wanted), len(wanted), "")
     return documents, failures
 
 
-def _documents_of(envelope, documents: dict, kind: str) -> list:
-    keys = envelope.account_ids if kind == "account_review" else (None,)
-    return [documents[(a, envelope.locale, fmt)] for a in keys for fmt in ("pdf", "html")
-            if (a, envelope.locale, fmt) in documents]
+def _documents_of_result(config, report, report_name, scorecard, names, result) -> list:
+    from .deliver.archive import sha256_hex
+    from .deliver.dispatch import Document
+    from .render.files import account_file_stem, report_file_name
+
+    account_id, locale = result.job.key
+    suffix = "" if locale == (report.locale or config.project.locale) else f".{locale}"
+    stem = (account_file_stem(account_id, names[account_id]) if account_id
+            else report_file_name(report_name, scorecard["period"], "pdf")[:-4]) + suffix
+    docs = [Document(account_id, locale, f"{stem}.pdf", result.pdf, sha256_hex(result.pdf), "application/pdf")]
+    if result.html is not None:
+        docs.append(Document(account_id, locale, f"{stem}.html", result.html, sha256_hex(result.html), "text/html"))
+    return docs
 
 
-def _archive(archive, config, loaded, report_name, period, envelopes, documents, generated_at, version) -> list[str]:
-    """Keep every document before it is sent, listed with who receives it and from which config and data."""
-    from .deliver.dispatch import message_id
+class _Delivery:
+    """Archives each document as it arrives and sends each envelope once all its documents are in.
 
-    stored = []
-    for (account_id, locale, _fmt), doc in sorted(documents.items(), key=lambda kv: kv[1].filename):
-        receiving = [e for e in envelopes if e.locale == locale and (account_id is None or account_id in e.account_ids)]
-        meta = {
-            "generated_at": generated_at,
-            "recipients": sorted(e.email for e in receiving),
-            "message_ids": sorted(message_id(report_name, period, e, config.project.smtp.sender) for e in receiving),
-            "locale": locale,
-            "config_sha256": loaded.config.config_sha256,
-            "data_sha256": loaded.data.data_sha256,
-            "code_version": version,
-        }
-        entry = archive.store(report_name, period, account_id, doc.filename, doc.data, meta)
-        stored.append(entry["path"])
-    return stored
+    Every document is kept in the archive before any email carries it, listed with everyone who
+    receives it (known from the plan before anything renders). An envelope one of whose accounts
+    failed to render is blocked: nothing incomplete is sent; a later run sends it.
+    """
 
+    def __init__(self, archive, config, report_name, period, envelopes, meta, dispatcher, step):
+        from collections import defaultdict
 
-def _dry_summary(config, report_name, period, plan, documents, failures) -> RunSummary:
-    out_dir = config.output_dir / "reports" / report_name / period
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for doc in documents.values():
-        (out_dir / doc.filename).write_bytes(doc.data)
-    return RunSummary(report_name, period, "dry_run", None, len(plan.envelopes), [], [], [], [], failures,
-                      [], out_dir, None)
+        from .deliver.dispatch import message_id
 
+        self.archive, self.report_name, self.period = archive, report_name, period
+        self.meta, self.dispatcher, self.step = meta, dispatcher, step
+        self.kind = config.reports[report_name].kind
+        self.envelopes = envelopes
+        self.missing = {i: set(_document_keys(e, self.kind)) for i, e in enumerate(envelopes)}
+        self.readers = defaultdict(list)   # document key -> indexes of the envelopes carrying it
+        for i, e in enumerate(envelopes):
+            for key in self.missing[i]:
+                self.readers[key].append(i)
+        sender = config.project.smtp.sender
+        self.message_ids = [message_id(report_name, period, e, sender) for e in envelopes]
+        self.documents: dict[tuple, list] = {}
+        self.errors: dict[tuple, str] = {}
+        self.archived: list[str] = []
+        self.done = 0
 
-def _error_text(outcome, failures) -> str | None:
-    problems = [f"{who}: {why}" for who, why, _ in outcome.failed] + [f"{a}: {why}" for a, why in failures.items()]
-    problems += [f"{who}: in doubt (was being sent when a run stopped)" for who in outcome.in_doubt]
-    return "\n".join(problems) or None
+    def ready(self, key, docs, error) -> None:
+        if error:
+            self.errors[key] = error
+        readers = self.readers.get(key, [])
+        for doc in docs:
+            self._store(doc, readers)
+        self.documents[key] = docs
+        for i in readers:
+            self.missing[i].discard(key)
+            if not self.missing[i]:
+                self._send(i)
+
+    def _store(self, doc, readers) -> None:
+        meta = {**self.meta, "locale": doc.locale,
+                "recipients": sorted(self.envelopes[i].email for i in readers),
+                "message_ids": sorted(self.message_ids[i] for i in readers)}
+        entry = self.archive.store(self.report_name, self.period, doc.account_id, doc.filename, doc.data, meta)
+        self.archived.append(entry["path"])
+
+    def _send(self, index: int) -> None:
+        envelope = self.envelopes[index]
+        keys = _document_keys(envelope, self.kind)
+        self.step("deliver", self.done, len(self.envelopes), envelope.email)
+        failed = [k for k in keys if k in self.errors]
+        if failed:
+            account = failed[0][0]
+            self.dispatcher.block(envelope, f"account {account} failed to render: {self.errors[failed[0]]}")
+        else:
+            self.dispatcher.send(envelope, [d for k in keys for d in self.documents[k]])
+        self.done += 1
+        self.step("deliver", self.done, len(self.envelopes), "")
 
 
 def _notify_admins(config, report_name, period, outcome, failures, transport, clock, run_id) -> None:

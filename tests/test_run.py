@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,84 @@ def test_unknown_report_name_is_a_located_error(project, cli):
     assert ('no report "review" in configs/reports.yaml; did you mean "reviews"?; reports: leadership, reviews'
             in err.splitlines())
     assert not (project / "output").exists()
+
+
+def break_account_review_for(project: Path, account_id: str) -> None:
+    """A project template that fails to render for one account only (a name its context lacks)."""
+    from reporter.config import BUILTIN_TEMPLATES
+
+    source = (BUILTIN_TEMPLATES / "account_review.html").read_text(encoding="utf-8")
+    marker = "<h1>{{ account.name }}</h1>"
+    assert marker in source
+    broken = source.replace(marker, marker + f'{{% if account.account_id == "{account_id}" %}}{{{{ no_such_name }}}}'
+                                     "{% endif %}")
+    (project / "report_templates").mkdir(exist_ok=True)
+    (project / "report_templates" / "account_review.html").write_text(broken, encoding="utf-8")
+
+
+def test_one_account_failing_to_render_holds_back_only_its_owners_email(project, smtp):
+    use_smtp(project, smtp)
+    break_account_review_for(project, "A3")  # one of ann's two accounts
+    result = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert result.returncode == 1, result.stderr
+    assert "partial" in result.stdout and "account A3" in result.stdout and "no_such_name" in result.stdout
+    assert sorted(to_of(m) for m in messages(smtp)) == ["admin@example.com", "bo@example.com"]
+    rows = {r["recipient"]: r["state"] for r in json.loads(reporter(project, "deliveries", "--format",
+                                                                    "json").stdout)}
+    assert rows["bo@example.com"] == "SENT" and rows["ann@example.com"] != "SENT"
+
+    (project / "report_templates" / "account_review.html").unlink()
+    later = reporter(project, "run", "--report", "reviews", "--period", "2026-10")
+    assert later.returncode == 0, later.stderr
+    ann = [m for m in messages(smtp) if to_of(m) == "ann@example.com"]
+    assert len(ann) == 1
+    assert sorted(p.get_filename() for p in ann[0].iter_attachments()) == ["A1-acme-corp.pdf", "A3-globex-ltd.pdf"]
+
+
+def test_an_owners_email_goes_out_before_the_other_reviews_are_rendered(project, smtp):
+    """ann's reviews (A1, A3) are rendered first; her email is sent before bo's A2 is rendered."""
+    from reporter.clock import FixedClock
+    from reporter.pipeline import run_report
+
+    use_smtp(project, smtp)
+    events = []
+
+    def progress(stage, done, total, label=""):
+        events.append((stage, done, label))
+        if stage == "render" and label == "A2" and done:
+            events.append(("ann's messages at A2", len(smtp.handler.received), ""))
+
+    summary = run_report(project, "reviews", "2026-10", FixedClock(datetime(2026, 11, 2, tzinfo=timezone.utc)),
+                         progress=progress)
+    assert summary.state == "done" and sorted(summary.sent) == ["ann@example.com", "bo@example.com"]
+    rendered = [label for stage, done, label in events if stage == "render" and done and label]
+    assert rendered == ["A1", "A3", "A2"]
+    assert ("ann's messages at A2", 1, "") in events
+    delivered = [label for stage, _, label in events if stage == "deliver" and label]
+    assert delivered == ["ann@example.com", "bo@example.com"]
+
+
+class Exploding:
+    """A transport that fails in a way no retry covers: the run must still record how it ended."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def send(self, message, envelope_to):
+        raise RuntimeError("the transport broke")
+
+
+def test_a_run_that_stops_on_an_unexpected_error_is_recorded_as_failed(project, cli):
+    from reporter.clock import FixedClock
+    from reporter.pipeline import run_report
+
+    clock = FixedClock(datetime(2026, 11, 2, tzinfo=timezone.utc))
+    with pytest.raises(RuntimeError, match="the transport broke"):
+        run_report(project, "reviews", "2026-10", clock, transport=Exploding())
+    code, out, err = cli("runs", "-p", project, "--format", "json")
+    assert code == 0, err
+    [run] = json.loads(out)
+    assert run["state"] == "failed" and "the transport broke" in run["error"]

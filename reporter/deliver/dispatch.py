@@ -1,5 +1,8 @@
 """Send each envelope exactly once: the ledger row is claimed before sending and closed after.
 
+Envelopes are sent one by one as the caller has their documents ready (the pipeline sends an
+owner's email as soon as that owner's reviews are rendered and archived, while the others render).
+
 A row left SENDING by a process that died is "in doubt": it is reported, never resent on
 its own (the message may have reached the recipient); `--resend` sends it on purpose.
 """
@@ -43,57 +46,66 @@ def message_id(report: str, period: str, envelope: Envelope, sender: str) -> str
     return message_id_for(report, period, envelope.key, sender_domain(sender))
 
 
-def dispatch(*, config, report_name: str, period: str, envelopes: list[Envelope], documents_for, compose_for,
-             blocked: dict[str, str], ledger, transport, clock, resend: str | None = None,
-             progress=None) -> Outcome:
-    """documents_for(envelope) -> list[Document]; compose_for(envelope, documents, too_big) -> Composed.
-    Attachments over the report's size limit stay in the archive and the email says where.
-    blocked maps an envelope key to why it cannot be sent complete now (an account failed to render)."""
-    report = config.reports[report_name]
-    smtp = config.project.smtp
-    outcome = Outcome()
-    wanted = recipient_key(resend) if resend else None
-    for done, envelope in enumerate(envelopes, 1):
-        if progress:
-            progress(done - 1, len(envelopes), envelope.email)
-        mid = message_id(report_name, period, envelope, smtp.sender)
-        if envelope.key in blocked:
-            row = ledger.ensure_delivery(report_name, period, envelope.key, {}, mid)
-            if row["state"] != "SENT":
-                outcome.failed.append((envelope.email, blocked[envelope.key], None))
-            continue
-        documents = documents_for(envelope)
+class Dispatcher:
+    """Sends envelopes one at a time, in whatever order their documents become ready.
+
+    ``compose_for(envelope, documents, too_big) -> Composed``. Attachments over the report's size
+    limit stay in the archive and the email says where. What happened to each envelope is
+    collected in ``outcome``.
+    """
+
+    def __init__(self, *, config, report_name: str, period: str, compose_for, ledger, transport, clock,
+                 resend: str | None = None):
+        self.report = config.reports[report_name]
+        self.smtp = config.project.smtp
+        self.report_name, self.period = report_name, period
+        self.compose_for, self.ledger, self.transport, self.clock = compose_for, ledger, transport, clock
+        self.wanted = recipient_key(resend) if resend else None
+        self.outcome = Outcome()
+
+    def block(self, envelope: Envelope, why: str) -> None:
+        """The envelope cannot go out complete now (an account failed to render): a later run sends it."""
+        mid = message_id(self.report_name, self.period, envelope, self.smtp.sender)
+        row = self.ledger.ensure_delivery(self.report_name, self.period, envelope.key, {}, mid)
+        if row["state"] != "SENT":
+            self.outcome.failed.append((envelope.email, why, None))
+
+    def send(self, envelope: Envelope, documents: list[Document]) -> None:
+        """Claim the envelope's ledger row, send it, close the row; a SENT or in-doubt row is left alone."""
+        mid = message_id(self.report_name, self.period, envelope, self.smtp.sender)
         hashes = {d.filename: d.sha256 for d in documents}
-        row = ledger.ensure_delivery(report_name, period, envelope.key, hashes, mid)
-        is_resend = wanted is not None and wanted in (envelope.key, recipient_key(envelope.email))
+        row = self.ledger.ensure_delivery(self.report_name, self.period, envelope.key, hashes, mid)
+        is_resend = self.wanted is not None and self.wanted in (envelope.key, recipient_key(envelope.email))
         if row["state"] == "SENT" and not is_resend:
-            outcome.already.append(envelope.email)
-            continue
+            self.outcome.already.append(envelope.email)
+            return
         if row["state"] == "SENDING":
-            outcome.in_doubt.append(envelope.email)
-            continue
-        if not ledger.begin_send(row["id"], resend=is_resend, artifact_hashes=hashes):
-            (outcome.already if row["state"] == "SENT" else outcome.in_doubt).append(envelope.email)
-            continue
-        too_big = sum(len(d.data) for d in documents) > report.max_attachment_mb * 1024 * 1024
-        composed: Composed = compose_for(envelope, documents, too_big)
-        message = build_message(
-            sender=smtp.sender, to=[(envelope.name, envelope.email)], cc=report.audience.cc,
-            bcc=report.audience.bcc, subject=composed.subject, text=composed.text, html=composed.html,
-            attachments=[] if too_big else [(d.filename, d.data, d.mime) for d in documents], message_id=mid, date=clock.now())
-        envelope_to = [envelope.email, *report.audience.cc, *report.audience.bcc]
+            self.outcome.in_doubt.append(envelope.email)
+            return
+        if not self.ledger.begin_send(row["id"], resend=is_resend, artifact_hashes=hashes):
+            (self.outcome.already if row["state"] == "SENT" else self.outcome.in_doubt).append(envelope.email)
+            return
+        message, envelope_to = self._message(envelope, documents, mid)
         try:
-            result, attempts = send_with_retry(transport, message, envelope_to, smtp.max_attempts,
-                                               base_delay=smtp.retry_delay)
+            result, attempts = send_with_retry(self.transport, message, envelope_to, self.smtp.max_attempts,
+                                               base_delay=self.smtp.retry_delay)
         except SendFailure as exc:
             attempts = exc.attempts or 1
-            ledger.mark_failed(row["id"], exc.code, exc.detail, attempts, permanent=isinstance(exc, PermanentFailure))
-            outcome.failed.append((envelope.email, exc.detail, exc.code))
-            outcome.attempts[envelope.email] = attempts
-            continue
-        ledger.mark_sent(row["id"], result.code, clock.now(), attempts=attempts, detail=result.detail)
-        outcome.sent.append(envelope.email)
-        outcome.attempts[envelope.email] = attempts
-    if progress:
-        progress(len(envelopes), len(envelopes), "")
-    return outcome
+            self.ledger.mark_failed(row["id"], exc.code, exc.detail, attempts,
+                                    permanent=isinstance(exc, PermanentFailure))
+            self.outcome.failed.append((envelope.email, exc.detail, exc.code))
+        else:
+            self.ledger.mark_sent(row["id"], result.code, self.clock.now(), attempts=attempts, detail=result.detail)
+            self.outcome.sent.append(envelope.email)
+        self.outcome.attempts[envelope.email] = attempts
+
+    def _message(self, envelope: Envelope, documents: list[Document], mid: str):
+        report = self.report
+        too_big = sum(len(d.data) for d in documents) > report.max_attachment_mb * 1024 * 1024
+        composed: Composed = self.compose_for(envelope, documents, too_big)
+        message = build_message(
+            sender=self.smtp.sender, to=[(envelope.name, envelope.email)], cc=report.audience.cc,
+            bcc=report.audience.bcc, subject=composed.subject, text=composed.text, html=composed.html,
+            attachments=[] if too_big else [(d.filename, d.data, d.mime) for d in documents], message_id=mid,
+            date=self.clock.now())
+        return message, [envelope.email, *report.audience.cc, *report.audience.bcc]

@@ -182,7 +182,9 @@ def render_documents(context: RenderContext, jobs: Iterable[Job], *, workers: in
     MIN_JOBS_FOR_POOL (unless two or more with a portfolio scorecard), renders in this process.
     ``recycle_after``: jobs per worker before the pool is replaced by fresh workers (None: never).
     """
-    jobs = sorted(dict.fromkeys(jobs), key=lambda j: (j.account_id is not None, str(j.account_id), j.locale))
+    # The portfolio (slowest) first, then the reviews in the caller's order: `reporter run` lists
+    # them envelope by envelope, so each owner's email can go out while the rest still render.
+    jobs = sorted(dict.fromkeys(jobs), key=lambda j: j.account_id is not None)
     total = len(jobs)
     workers = min(default_workers() if workers is None else max(1, workers), total or 1)
     results: dict[tuple, Rendered] = {}
@@ -200,7 +202,7 @@ def render_documents(context: RenderContext, jobs: Iterable[Job], *, workers: in
         return results
 
     global _CONTEXT
-    pending = list(jobs)  # the portfolio (slowest) first, then reviews in id order
+    pending = list(jobs)
     # The first review is rendered here before the workers are forked: it loads the fonts,
     # matplotlib's caches and the parsed stylesheet once, and every worker starts warm.
     first = next((job for job in pending if job.account_id is not None), None)

@@ -39,7 +39,7 @@ from .. import pipeline
 from ..clock import Clock, SystemClock
 from ..config import load_project
 from ..deliver.ledger import Ledger, default_url
-from ..errors import DeliveryError
+from ..errors import DeliveryError, RunInterrupted
 from .claims import Claims
 from .planner import Due, due_periods, plan
 
@@ -60,7 +60,7 @@ class TickResult:
     error: str | None = None
 
 
-class Interrupted(Exception):
+class Interrupted(RunInterrupted):
     """Raised between two steps of a run (never inside a delivery) when it has to stop."""
 
 
@@ -147,7 +147,7 @@ def tick(project_dir: Path | str, clock: Clock, holder: str, log: Log, *, run=No
                 row = rows.get(d.period.label)
                 if row is not None and row["state"] == "partial" and row["lease_until"] > wall.now():
                     continue  # its retry time has not come yet
-                results.append(_run_one(project_dir, name, d.period.label, clock, holder, log, claims, ledger, run,
+                results.append(_run_one(project_dir, name, d.period.label, clock, holder, log, claims, run,
                                         wall, lease_seconds, retry_seconds, stop))
     finally:
         ledger.close()
@@ -183,7 +183,7 @@ def _due(name: str, schedule, now: datetime, ledger: Ledger, rows: dict, fiscal_
 
 
 def _run_one(project_dir, name: str, period: str, clock: Clock, holder: str, log: Log, claims: Claims,
-             ledger: Ledger, run, wall: Clock, lease_seconds: float, retry_seconds: float,
+             run, wall: Clock, lease_seconds: float, retry_seconds: float,
              stop: threading.Event) -> TickResult:
     if not claims.try_claim(name, period, holder, lease_seconds, wall.now()):
         row = next((r for r in claims.rows(name) if r["period"] == period), {})
@@ -195,18 +195,16 @@ def _run_one(project_dir, name: str, period: str, clock: Clock, holder: str, log
     check = _StopCheck(stop, lost)
     heartbeat = _Heartbeat(claims, name, period, holder, lease_seconds, wall, lost, log)
     heartbeat.start()
-    started = clock.now()
     try:
         summary = run(project_dir, name, period, clock, progress=check)
         state = "done" if summary.state in ("done", "nothing_to_do") else "partial"
         result = TickResult(name, period, state, _counts(summary), _problems(summary))
     except Interrupted as exc:
+        # The pipeline has recorded its ledger run as partial (RunInterrupted).
         result = TickResult(name, period, "lost" if lost.is_set() else "stopped", check.counts(), str(exc))
-        _close_runs(ledger, name, period, started, "partial", result.counts, str(exc))
     except Exception as exc:  # one report's failure must not stop the scheduler or the other reports
         error = " ".join(str(exc).split()) or type(exc).__name__
-        result = TickResult(name, period, "failed", check.counts(), error)
-        _close_runs(ledger, name, period, started, "failed", result.counts, error)
+        result = TickResult(name, period, "failed", check.counts(), error)  # the ledger run: failed
     finally:
         heartbeat.stop()
     if lost.is_set():
@@ -228,14 +226,6 @@ def _finish_claim(claims: Claims, name: str, period: str, holder: str, state: st
         attempts = next(r["attempts"] for r in claims.rows(name) if r["period"] == period)
         delay = min(retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
         claims.finish(name, period, holder, "partial", now, retry_at=now + timedelta(seconds=delay))
-
-
-def _close_runs(ledger: Ledger, name: str, period: str, since: datetime, state: str, counts: dict,
-                error: str) -> None:
-    """Close the ledger run this scheduler opened and could not finish (stopped, or failed)."""
-    for row in ledger.runs(name):
-        if row["period"] == period and row["state"] == "running" and row["started_at"] >= since:
-            ledger.finish_run(row["id"], state, counts, error)
 
 
 def _counts(summary) -> dict:
