@@ -15,9 +15,10 @@ archived or sent). Each cycle's stages are timed from the pipeline's progress ev
 
 ``reporter run`` archives each document as soon as it is rendered and sends each owner's email as
 soon as that owner's reviews are archived, while the workers render the rest; so the delivery
-stage is measured by what it adds to the cycle: (wall time of the full cycle - wall time of the
-dry run) / render time of the dry run. Target (issue 5): <= 10%. Also printed: the tail after
-the last document is rendered, messages, and messages per second.
+stage is measured by what it adds to the cycle: (time from the first document rendered to the
+end, full cycle - the same in the dry run) / render time of the dry run. Target (issue 5): <= 10%.
+A warm-up dry run comes first (not counted), so neither measured cycle pays for first imports.
+Also printed: the tail after the last document is rendered, messages, and messages per second.
 
     python -m bench deliver [--owners 200] [--workers N]
 """
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["BENCH_SMTP_PORT"] = str(port)
     load = os.getloadavg()
     try:
+        # Imports, fonts, stylesheets and DuckDB warm up here, so neither measured cycle pays for them.
+        print("  warm-up: reporter run --report leadership_scorecard --dry-run (not counted) ...", flush=True)
+        run_cycle(root, "leadership_scorecard", handler, dry_run=True)
         cycles = []
         for report in ("account_reviews", "leadership_scorecard"):
             print(f"  reporter run --report {report} --dry-run ...", flush=True)
@@ -140,7 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
     wall = sum(c["seconds"]["wall"] for c in full)
     messages = sum(c["messages"] for c in full)
     render = sum(c["seconds"]["render"] for c in dry)
-    added = wall - sum(c["seconds"]["wall"] for c in dry)
+    # From the first document on: load, compute and the plan are the same work in both cycles.
+    added = sum(c["seconds"]["render"] + c["seconds"]["tail"] for c in full) - render - sum(
+        c["seconds"]["tail"] for c in dry)
     result.update(wall_s=wall, messages=messages, messages_per_s=messages / wall, render_s=render,
                   added_s=added, share=added / render, tail_s=sum(c["seconds"]["tail"] for c in full))
     print_report(result)
@@ -165,7 +171,7 @@ def print_report(result: dict) -> None:
           f"({reviews['archived']} archived); every owner exactly once: {verdict(result['every_owner_once'])}")
     print(f"  full cycles: {result['wall_s']:.1f} s wall for {result['messages']} messages = "
           f"{result['messages_per_s']:.2f} messages/s; {result['tail_s']:.1f} s after the last document rendered")
-    print(f"  archive + deliver add {result['added_s']:.1f} s to the dry runs = {result['share']:.1%} of their render "
+    print(f"  archive + deliver add {result['added_s']:.1f} s (render to end, full - dry run) = {result['share']:.1%} of their render "
           f"time {result['render_s']:.1f} s  (target ≤ {SHARE_TARGET:.0%})  {verdict(result['share'] <= SHARE_TARGET)}")
 
 
