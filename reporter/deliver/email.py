@@ -13,7 +13,9 @@ rejects: not worth retrying).
 from __future__ import annotations
 
 import email.policy
+import base64
 import hashlib
+import io
 import os
 import random
 import re
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.errors import HeaderParseError
+from email.generator import NLCRE, BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -129,9 +132,17 @@ def build_message(*, sender: AddressLike, to: list[AddressLike], cc: list[Addres
         maintype, _, subtype = mimetype.partition("/")
         if not maintype or not subtype:
             raise DeliveryError(f'"{mimetype}" is not a MIME type; expected e.g. application/pdf')
-        msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=clean_filename(filename))
+        _attach(msg, bytes(data), maintype, subtype, clean_filename(filename))
     _set_boundaries(msg, message_id)
     return msg
+
+
+def _attach(msg: EmailMessage, data: bytes, maintype: str, subtype: str, filename: str) -> None:
+    """``msg.add_attachment(data, ...)`` to the byte, with the base64 made in one C call: the
+    library encodes 57 bytes at a time in Python (~15 ms a megabyte). Its line length (76) is
+    the one the library uses for POLICY's 78."""
+    msg.add_attachment(base64.encodebytes(data), maintype=maintype, subtype=subtype, filename=filename, cte="7bit")
+    msg.get_payload()[-1].replace_header("Content-Transfer-Encoding", "base64")
 
 
 def _set_boundaries(msg: EmailMessage, message_id: str) -> None:
@@ -145,6 +156,23 @@ def _set_boundaries(msg: EmailMessage, message_id: str) -> None:
                 break
             salt += 1
         part.set_boundary(boundary)
+
+
+class _Generator(BytesGenerator):
+    """The standard generator, writing each part's lines in one call instead of two calls a line
+    (a base64 attachment is ~13,000 lines a megabyte): the same bytes, ~25 ms less a megabyte."""
+
+    def _write_lines(self, lines):
+        if lines:
+            # Without a CR, NLCRE splits where str.split("\n") does, ten times slower.
+            self.write(self._NL.join(lines.split("\n") if "\r" not in lines else NLCRE.split(lines)))
+
+
+def message_bytes(message: EmailMessage) -> bytes:
+    """``message.as_bytes(policy=POLICY)``: the bytes a transport sends or writes."""
+    out = io.BytesIO()
+    _Generator(out, mangle_from_=False, policy=POLICY).flatten(message, unixfrom=False)
+    return out.getvalue()
 
 
 # --------------------------------------------------------------------------- results and failures
@@ -220,7 +248,7 @@ class OutboxTransport:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(message.as_bytes(policy=POLICY))
+                    fh.write(message_bytes(message))
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, target)
@@ -326,7 +354,7 @@ class SmtpTransport:
             self._conn = self._connect()
         conn = self._conn
         try:
-            data = message.as_bytes(policy=POLICY)
+            data = message_bytes(message)
             code, reply = conn.mail(from_addr)
             if code != 250:
                 raise self._refused(code, reply, f"sender {from_addr} refused")

@@ -298,3 +298,37 @@ def test_transports_are_registered_by_name(tmp_path):
                                username="u", password="pw-xyz"), tmp_path)
     assert isinstance(smtp, SmtpTransport) and (smtp.host, smtp.port, smtp.security) == ("mail.example.com", 465, "tls")
     assert "pw-xyz" not in repr(smtp)
+
+
+def test_message_bytes_are_exactly_the_standard_generators():
+    """The faster generator must not change a byte: non-ASCII names, every line ending, a big attachment."""
+    import os as _os
+
+    from reporter.deliver.email import POLICY, message_bytes
+
+    msg = build_message(
+        sender="reports@example.com", to=[("王小明", "wang@example.com")], subject="长城 review\r\nline two",
+        text="Line one\r\nline two\rline three\nend", html="<p>健康 <b>82</b></p>\n",
+        attachments=[("长城-2026-04.pdf", _os.urandom(300_000), "application/pdf"),
+                     ("empty.csv", b"", "text/csv")],
+        message_id=message_id_for("account_review", "2026-04", "wang@example.com", "example.com"), date=T0)
+    assert message_bytes(msg) == msg.as_bytes(policy=POLICY)
+
+
+def test_attachments_are_encoded_as_the_library_would():
+    import os as _os
+
+    from email.message import EmailMessage
+
+    from reporter.deliver.email import POLICY, _attach
+
+    data = _os.urandom(100_001)
+    ours, theirs = EmailMessage(policy=POLICY), EmailMessage(policy=POLICY)
+    ours.set_content("x")
+    theirs.set_content("x")
+    _attach(ours, data, "application", "pdf", "长城 2026.pdf")
+    theirs.add_attachment(data, maintype="application", subtype="pdf", filename="长城 2026.pdf")
+    ours.set_boundary("=_test")
+    theirs.set_boundary("=_test")
+    assert ours.as_bytes() == theirs.as_bytes()
+    assert next(ours.iter_attachments()).get_content() == data
