@@ -9,7 +9,7 @@ and is dropped afterwards:
 * ``grid`` — accounts × periods of one window, so that every account gets a row.
 * ``scopes`` — optionally, named subsets of the accounts (the scorecard computes a KPI only for
   the accounts whose tier uses it). While ``Tables.scope`` names one, the grid and the event
-  totals cover only its accounts; everything per account is computed exactly as without it.
+  stats cover only its accounts; everything per account is computed exactly as without it.
 * ``order buckets`` — the orders, scanned ONCE and summed per account and *bucket*: a
   calendar month, split again at every window boundary that is not a month start
   (trailing-90-day windows). Every window of every order KPI is an exact union of
@@ -17,19 +17,20 @@ and is dropped afterwards:
   month; product line index) so they can still be counted per window, and custom
   KPIs over orders whose aggregates can be combined (sum, count, min, max, avg) get
   their partial aggregates computed in the same scan.
-* ``order totals`` — running sums of the buckets per account; the totals of any window
-  are the running sums at its end minus those at its start, so no window ever re-reads
-  the rows it covers. The running-sum rows at each bound are found by an as-of look-up
-  (the last row before the bound: what ``ASOF JOIN`` finds) done with numpy on the
-  sorted (account, bucket) keys, then joined back by rowid; the sums stay in SQL.
-* ``event totals`` — the same for the other entities: rows counted and a value summed
-  per account, key (say, department) and day, as running totals (per pair number ``gid``),
-  looked up the same way.
+* ``order stats`` — per window the totals of each account's buckets, from running sums
+  (``Running``, numpy): the totals of any window are the running sums at its last bucket
+  before the end minus those at its last bucket before the start (what ``ASOF JOIN``
+  would find, located with a binary search), so no window ever re-reads the rows it
+  covers. The small result is registered as a table for the KPI queries.
+* ``event stats`` — the same for the other entities: rows counted, a value summed and the
+  last day per account, key (say, department) and bucket (split for the windows of all the
+  KPIs), read once per source for every account and scope.
 * ``rows in window`` — for the KPIs that need the rows themselves (ticket medians):
   each row once per window that holds it, shared by those KPIs.
 
 Sums of money and scores are exact decimals, so the same data gives the same numbers
-on every run (summing doubles in parallel does not).
+on every run (summing doubles in parallel does not); the running sums hold them as whole
+millionths in int64, which is exact as well.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from datetime import date, timedelta
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config.entities import ENTITIES, TIMESTAMP
 from .periods import Period, Window, prior_window, window_bounds, year_earlier
@@ -74,6 +76,9 @@ DATE_COLUMNS = {
 
 # Money and scores are summed as exact decimals (see the module docstring).
 EXACT = "DECIMAL(38, 6)"
+# Amounts and values are cast row by row to the narrower type where they all fit (below 10^12): a much
+# cheaper cast, and their sums are the same exact DECIMAL(38, 6).
+NARROW_EXACT = "DECIMAL(18, 6)"
 
 # Aggregates whose per-bucket results combine into the window's result: partial -> combining aggregate.
 _COMBINE = {"sum": "sum", "count": "sum", "count_star": "sum", "min": "min", "max": "max"}
@@ -190,12 +195,89 @@ def decompose(con: duckdb.DuckDBPyConnection, expression: str) -> Decomposed | N
     return Decomposed("".join(outer), tuple(partials), tuple(combine))
 
 
+ORDER_SUMS = ("lines", "margin_lines", "days", "amount", "margin", "margin_amount")
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """A number per distinct value of a column without nulls (equal values, equal numbers)."""
+    return pc.dictionary_encode(column).combine_chunks().indices.to_numpy().astype(np.int64)
+
+
+def _millionths(column: pa.ChunkedArray) -> np.ndarray:
+    """A decimal column of scale 6 without nulls as whole millionths: its unscaled 128-bit integers,
+    read from the Arrow buffer as int64 (float64 if one does not fit)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.type.scale != 6 or array.null_count:
+        raise ValueError(f"expected exact decimals of scale 6 without nulls, got {array.type}")
+    if not len(array):
+        return np.zeros(0, np.int64)
+    words = np.frombuffer(array.buffers()[1], np.int64)[2 * array.offset:2 * (array.offset + len(array))]
+    low, high = words[0::2], words[1::2]
+    if np.array_equal(high, low >> 63):
+        return low.copy()
+    return high.astype(np.float64) * 2.0**64 + low.view(np.uint64).astype(np.float64)
+
+
+class Running:
+    """The rows of a table in group and key (a day number) order, with running sums of some columns.
+
+    The sums run on across groups: the total of a group's rows in a window is the running sum at its
+    last row before the window's end minus the one at its last row before the start, which is the
+    last row of an earlier group when the group has none (the difference then counts from the
+    group's first row). Integer columns (counts, money in millionths) are summed exactly as int64
+    unless the sum could overflow it. Positions are in the sorted order; the table itself stays
+    unsorted (only the rows that are output get taken from it).
+    """
+
+    # Group and key share one sortable int64: the key in the low 32 bits (day numbers of the years 1
+    # to 9999 lie within ±2^22), the group above.
+    SHIFT = 32
+    NO_KEY = -(1 << 31)  # a key before every day number
+
+    def __init__(self, table: pa.Table, group: np.ndarray, sums: tuple[str, ...]):
+        key = table["k"].to_numpy().astype(np.int64)
+        group = np.asarray(group, np.int64)
+        self.table = table
+        self.order = np.lexsort((key, group))
+        self.group, self.key = group[self.order], key[self.order]
+        self._composite = (self.group << self.SHIFT) + self.key
+        self._sums: dict[str, np.ndarray] = {}
+        for column in sums:
+            self.add_sum(column, self.column(column))
+
+    def add_sum(self, name: str, values: np.ndarray) -> None:
+        """Running sums of ``values`` (one per row, in sorted order) under ``name``."""
+        if values.dtype.kind in "iub":
+            values = values.astype(np.int64 if float(np.abs(values).sum()) < 2.0**62 else np.float64)
+        self._sums[name] = np.concatenate([np.zeros(1, values.dtype), np.cumsum(values)])
+
+    def last_before(self, groups: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """Positions of the last row before ``bounds`` in each group (or of the row before the group)."""
+        return np.searchsorted(self._composite, (groups << self.SHIFT) + bounds, side="left") - 1
+
+    def first_row(self, groups: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._composite, (groups << self.SHIFT) + self.NO_KEY, side="left")
+
+    def between(self, column: str, end: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Σ ``column`` over the rows after position ``start`` up to position ``end``."""
+        sums = self._sums[column]
+        return sums[end + 1] - sums[start + 1]
+
+    def column(self, name: str) -> np.ndarray:
+        """A column in sorted order; exact decimals (scale 6) as whole millionths."""
+        values = self.table[name]
+        return (_millionths(values) if pa.types.is_decimal(values.type) else values.to_numpy())[self.order]
+
+    def take(self, column: str, rows: np.ndarray) -> pa.Array:
+        return self.table[column].take(pa.array(self.order[rows]))
+
+
 class Tables:
     """Creates (once, on first use) and finally drops the shared temporary tables of one call."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, periods: list[Period], fiscal_year_start: int,
                  order_windows: set[str], order_partials: dict[str, str] | None = None,
-                 clv_discount_rate: float = 0.01):
+                 clv_discount_rate: float = 0.01, event_windows: set[str] | None = None):
         self.con = con
         self.periods = periods
         self.fiscal_year_start = fiscal_year_start
@@ -206,12 +288,15 @@ class Tables:
         self.order_partials = dict(order_partials or {})
         self.custom_numbers: dict[str, int] = {}  # custom KPI id -> number in the partial column names
         self._order_windows = set(order_windows)
+        # The windows event_stats may be asked for (their bounds split the event buckets): all by default.
+        self._event_windows = set(WINDOW_PHRASES if event_windows is None else event_windows)
         # Named account subsets (see the module docstring) and the one the KPI being built uses.
         self.scopes: dict[str, list[str]] = {}
         self.scope: str | None = None
         # The scorecard reads only the last period's note: lean KPI queries leave the others NULL.
         self.lean = False
         self._created: list[str] = []
+        self._registered: list[str] = []  # Arrow tables the KPI queries read in place
         self._cache: dict[tuple, object] = {}
         self._empty: dict[str, bool] = {}
 
@@ -234,6 +319,9 @@ class Tables:
         for name in reversed(self._created):
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
         self._created.clear()
+        for name in self._registered:
+            self.con.unregister(name)
+        self._registered.clear()
 
     def once(self, key: tuple, build):
         """build() the first time ``key`` is asked for; the cached result afterwards."""
@@ -296,6 +384,10 @@ class Tables:
         return self.once(("account_count",), lambda: self.con.execute(
             f"SELECT count(*) FROM {self.accounts()}").fetchall()[0][0])
 
+    def account_ids(self) -> pa.Array:
+        """The account_id of each aidx."""
+        return self.once(("account_ids",), lambda: pa.array(self.scope_ids(None), pa.string()))
+
     def grid(self, window: str) -> str:
         """Table: every account (of the current scope) × every period with the window columns, and gidx
         (the output order: aidx × periods + pidx)."""
@@ -341,96 +433,85 @@ class Tables:
             return "true"
         return f"{column} IN (SELECT account_id FROM {self.scope_accounts(self.scope)})"
 
-    # ------------------------------------------------------------------ running totals: as-of look-ups
+    # ------------------------------------------------------------------ running totals
 
-    def _asof_index(self, sql: str, order: str = "gid, k") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(group id, key, rowid) of the rows ``sql`` selects (columns gid, k, rid), sorted by ``order``
-        (group, then key or what the key truncates)."""
-        table = self.con.sql(f"SELECT gid, k, rid FROM ({sql}) ORDER BY {order}").to_arrow_table()
-        return tuple(table[c].to_numpy(zero_copy_only=False).astype(np.int64) for c in ("gid", "k", "rid"))
+    def _register(self, name: str, table: pa.Table) -> str:
+        """An Arrow table under ``name``, read in place by the KPI queries (copying it into a table
+        would cost more than the small reads), until drop_all."""
+        self.con.register(name, table)
+        self._registered.append(name)
+        return name
 
-    def asof_rows(self, name: str, index, groups: np.ndarray, window: str, shift: str = "") -> str:
-        """Table: gid, pidx, e_rid, s_rid: for each group of ``groups`` and period, the rowid of the group's
-        last row with a key before the window's end (e_rid; no row for the pair without one) and before
-        its start (s_rid, NULL without one). Keys are day numbers; ``shift`` picks the window as in
-        ``windows`` (current, prior, ye). The same rows as ``ASOF [LEFT] JOIN ... ON hi > key``."""
-        gid, key, rid = index
-        which = {"": 0, "prior": 2, "ye": 4}[shift]
-        rows = self.window_rows(window)
-        bounds = [[None if b is None else day_number(b) for b in _bounds(row)[which:which + 2]] for row in rows]
-        # group and key in one sortable int64: keys are day numbers (dates of years 1 to 9999 fit in 2^32)
-        span, offset = np.int64(1) << 33, np.int64(1) << 32
-        composite = gid * span + key + offset
-        g = np.repeat(groups.astype(np.int64), len(rows))
-        p = np.tile(np.arange(len(rows), dtype=np.int64), len(groups))
-        hi = np.array([b[1] if b[1] is not None else 0 for b in bounds], np.int64)[p]
-        lo = np.array([b[0] if b[0] is not None else 0 for b in bounds], np.int64)[p]
-        has_hi = np.array([b[1] is not None for b in bounds], bool)[p]
-        has_lo = np.array([b[0] is not None for b in bounds], bool)[p]
-
-        def last_before(bound: np.ndarray, has: np.ndarray):
-            at = np.searchsorted(composite, g * span + bound + offset, side="left") - 1
-            safe = np.maximum(at, 0)
-            ok = has & (at >= 0) & (gid[safe] == g) if len(gid) else np.zeros(len(g), bool)
-            return (rid[safe] if len(rid) else np.zeros(len(g), np.int64)), ok
-
-        e_rid, e_ok = last_before(hi, has_hi)
-        s_rid, s_ok = last_before(lo, has_lo)
-        found = pa.table({
-            "gid": pa.array(g[e_ok], pa.int64()), "pidx": pa.array(p[e_ok], pa.int64()),
-            "e_rid": pa.array(e_rid[e_ok], pa.int64()), "s_rid": pa.array(s_rid[e_ok], pa.int64(), mask=~s_ok[e_ok]),
-        })
-        source = name + "_src"
-        self.con.register(source, found)
+    def _fetch_exact(self, sql: str) -> pa.Table:
+        """The rows of ``sql``, whose ``{exact}`` is the type values are cast to, row by row, before being
+        summed: the narrow exact decimal, or the wide one when a value does not fit the narrow."""
         try:
-            return self.create(name, f"SELECT * FROM {source}")
-        finally:
-            self.con.unregister(source)
+            return self.con.sql(sql.format(exact=NARROW_EXACT)).to_arrow_table()
+        except (duckdb.OutOfRangeException, duckdb.ConversionException):
+            return self.con.sql(sql.format(exact=EXACT)).to_arrow_table()
+
+    def window_ends(self, running: Running, groups: np.ndarray, window: str, shift: str = ""):
+        """For each group of ``groups`` and period: (group, pidx, end, start), end and start being the row
+        positions in ``running`` of the group's last row before the window's end and before its start (see
+        Running.between). Only pairs with a row before the end; ``shift`` picks the window as in
+        ``windows`` (current, prior, ye). The rows ``ASOF JOIN ... ON hi > key`` would find."""
+        which = {"": 0, "prior": 2, "ye": 4}[shift]
+        bounds = [_bounds(row)[which:which + 2] for row in self.window_rows(window)]
+        if not len(running.group):
+            groups = groups[:0]
+        g = np.repeat(groups.astype(np.int64), len(bounds))
+        p = np.tile(np.arange(len(bounds), dtype=np.int64), len(groups))
+        # No start (lifetime): before every row; no end (no prior window): no row at all.
+        lo = np.array([Running.NO_KEY if b is None else day_number(b) for b, _ in bounds], np.int64)[p]
+        hi = np.array([Running.NO_KEY if b is None else day_number(b) for _, b in bounds], np.int64)[p]
+        end, start = running.last_before(g, hi), running.last_before(g, lo)
+        found = (hi != Running.NO_KEY) & (end >= 0) & (running.group[np.maximum(end, 0)] == g)
+        return g[found], p[found], end[found], start[found]
 
     # ------------------------------------------------------------------ events of the other entities
 
     def event_stats(self, name: str, source: str, window: str, shift: str = "") -> str:
-        """Subquery: account_id, key, pidx, cnt (rows in the window), total (Σ value), last_day (the last
+        """Table: account_id, key, pidx, cnt (rows in the window), total (Σ value), last_day (the last
         row's day before the window end), for the pairs with rows in the window.
 
         ``source`` selects account_id, key (VARCHAR, never NULL), day (DATE), value (DOUBLE or NULL)
-        and is named ``name`` (one running-total table per name). Like the orders, a window's
+        and is named ``name`` (one set of running totals per name). Like the orders, a window's
         numbers are the running totals at its end minus those at its start."""
 
         scope = self.scope
 
-        def totals():
-            daily = (f"SELECT account_id, key, day, count(*) AS c, sum(value::{EXACT}) AS v FROM ({source}) "
-                     f"WHERE account_id IS NOT NULL AND day IS NOT NULL AND {self.in_scope('account_id')} "
-                     "GROUP BY account_id, key, day")
-            # gid numbers the (account_id, key) pairs: the running totals partition by it (the same
-            # partitions as by the pair) and the as-of look-ups key on it.
-            pairs = ("SELECT account_id, key, (row_number() OVER (ORDER BY account_id, key) - 1)::BIGINT AS gid "
-                     "FROM (SELECT DISTINCT account_id, key FROM d)")
-            return self.create(
-                self.name("et", name) if scope is None else self.name("et", name, scope),
-                f"WITH d AS MATERIALIZED ({daily}) "
-                "SELECT d.account_id, d.key, p.gid, d.day, sum(d.c) OVER a AS cnt, sum(d.v) OVER a AS total "
-                f"FROM d JOIN ({pairs}) p ON p.account_id = d.account_id AND p.key = d.key "
-                "WINDOW a AS (PARTITION BY p.gid ORDER BY d.day ROWS UNBOUNDED PRECEDING)",
-            )
+        def totals() -> Running:
+            # For every account: a scope only picks groups (see build), so the scopes share one scan.
+            # Per bucket (like the orders, see _bucket_expression), not per day: far fewer rows.
+            bucket = self._bucket_expression("day", self._event_windows)
+            table = self._fetch_exact(
+                f"SELECT account_id, key, ({bucket})::BIGINT AS k, count(*) AS cnt, "
+                "coalesce(sum(value::{exact}), 0) AS total, max(day) AS last_day "
+                f"FROM ({source}) WHERE account_id IS NOT NULL AND day IS NOT NULL GROUP BY ALL")
+            # One group per (account_id, key) pair; numpy sorts integer codes far faster than SQL sorts text.
+            accounts, keys = _codes(table["account_id"]), _codes(table["key"])
+            _, group = np.unique(accounts * (int(keys.max(initial=0)) + 1) + keys, return_inverse=True)
+            return Running(table, group, ("cnt", "total"))
+
+        if window not in self._event_windows:
+            raise ValueError(f"event_stats for {window}: not among the windows the event buckets are split for")
 
         def build():
-            table = self.once(("event_totals", name, scope), totals)
-            # Per pair and period the running totals at the window's end and start (the rows
-            # ``ASOF JOIN ... ON hi > day`` finds), looked up with numpy (see asof_rows).
-            index = self.once(("asof_index", table), lambda: self._asof_index(
-                f"SELECT gid, (day::DATE - DATE '1970-01-01')::BIGINT AS k, rowid AS rid, day AS o FROM {table}",
-                order="gid, o"))
-            groups = np.unique(index[0])
-            found = self.asof_rows(self.name("etx", name, window, shift or "cur", *([scope] if scope else [])),
-                                   index, groups, window, shift)
-            return self.inline(
-                "SELECT e.account_id, e.key, x.pidx, (e.cnt - coalesce(s.cnt, 0))::BIGINT AS cnt, "
-                "(coalesce(e.total, 0) - coalesce(s.total, 0))::DOUBLE AS total, e.day AS last_day "
-                f"FROM {found} x JOIN {table} e ON e.rowid = x.e_rid LEFT JOIN {table} s ON s.rowid = x.s_rid "
-                "WHERE e.cnt - coalesce(s.cnt, 0) > 0",
-            )
+            running = self.once(("event_totals", name), totals)
+            groups = np.unique(running.group)
+            if scope is not None:
+                first_ids = running.take("account_id", running.first_row(groups))
+                groups = groups[pc.is_in(first_ids, pa.array(self.scopes[scope], pa.string())).to_numpy(
+                    zero_copy_only=False)]
+            _, p, end, start = self.window_ends(running, groups, window, shift)
+            cnt, total = running.between("cnt", end, start), running.between("total", end, start)
+            keep = cnt > 0
+            end = end[keep]
+            return self._register(
+                self.name("es", name, window, shift or "cur", *([scope] if scope else [])),
+                pa.table({"account_id": running.take("account_id", end), "key": running.take("key", end),
+                          "pidx": p[keep], "cnt": cnt[keep], "total": total[keep] / 1e6,
+                          "last_day": running.take("last_day", end)}))
 
         return self.once(("event_stats", name, window, shift, scope), build)
 
@@ -456,12 +537,13 @@ class Tables:
     def product_mask_count(self) -> int:
         return -(-len(self.product_lines()) // 64)
 
-    def _bucket_expression(self) -> str:
-        """Day number of the bucket a "date" falls in: its month start, or the latest split point
-        (a non-month-start window boundary) in its month on or before it."""
-        month_start = '("date" - DATE \'1970-01-01\') - (day("date") - 1)'
+    def _bucket_expression(self, column: str, windows: set[str]) -> str:
+        """Day number of the bucket a DATE ``column`` falls in: its month start, or the latest split point
+        (a bound of one of ``windows`` that is not a month start) in its month on or before it. Every
+        such window is then an exact union of buckets."""
+        month_start = f'("{column}" - DATE \'1970-01-01\') - (day("{column}") - 1)'
         splits = set()
-        for window in self._order_windows:
+        for window in windows:
             for row in self.window_rows(window):
                 for w in (row.current, row.prior, row.earlier):
                     if w is not None:
@@ -477,15 +559,15 @@ class Tables:
             start = max(day.replace(day=1), splits[i - 1]) if i else day.replace(day=1)
             table.append(str(day_number(start)))
             day += timedelta(days=1)
-        return (f'CASE WHEN "date" >= {date_lit(first)} AND "date" < {date_lit(end)} THEN '
-                f'[{",".join(table)}][("date" - {date_lit(first)}) + 1] ELSE {month_start} END')
+        return (f'CASE WHEN "{column}" >= {date_lit(first)} AND "{column}" < {date_lit(end)} THEN '
+                f'[{",".join(table)}][("{column}" - {date_lit(first)}) + 1] ELSE {month_start} END')
 
     def order_buckets(self) -> str:
         """Table: account_id, b (bucket start, day number), mo (year*12+month), amount, lines, margin,
         margin_amount, margin_lines, dmask (days of month with orders), first_day, last_day,
         pm0.. (product line masks) and the custom partial aggregates."""
 
-        def build(partials: dict[str, str]) -> str:
+        def build(partials: dict[str, str], exact: str) -> str:
             lines = self.product_lines()
             masks = []
             if lines:
@@ -498,10 +580,11 @@ class Tables:
                     masks.append(f"bit_or({bit}) AS pm{k}")
             custom = [f"{sql} AS {column}" for column, sql in partials.items()]
             end = max(p.end for p in self.periods)
+            bucket = self._bucket_expression("date", self._order_windows)
             aggregate = (
-                f"SELECT account_id, ({self._bucket_expression()})::INTEGER AS b, sum(amount::{EXACT}) AS amount, "
-                f"count(*) AS lines, sum(coalesce(amount - cost, margin)::{EXACT}) AS margin, "
-                f"sum(amount::{EXACT}) FILTER (WHERE cost IS NOT NULL OR margin IS NOT NULL) AS margin_amount, "
+                f"SELECT account_id, ({bucket})::INTEGER AS b, sum(amount::{exact}) AS amount, "
+                f"count(*) AS lines, sum(coalesce(amount - cost, margin)::{exact}) AS margin, "
+                f"sum(amount::{exact}) FILTER (WHERE cost IS NOT NULL OR margin IS NOT NULL) AS margin_amount, "
                 "count(coalesce(cost, margin)) AS margin_lines, "
                 'bit_or((1::UINTEGER) << (day("date") - 1)::UINTEGER) AS dmask, '
                 'min("date") AS first_day, max("date") AS last_day'
@@ -512,52 +595,67 @@ class Tables:
                                                 f"FROM ({aggregate})")
 
         def build_or_fall_back() -> str:
-            try:
-                return build(self.order_partials)
-            except duckdb.Error:
-                if not self.order_partials:
-                    raise
-                self.order_partials = {}
-                return build({})
+            # A custom partial aggregate that fails on the data is dropped (its KPI aggregates the rows).
+            attempts = [(self.order_partials, NARROW_EXACT), (self.order_partials, EXACT)]
+            if self.order_partials:
+                attempts.append(({}, EXACT))
+            for i, (partials, exact) in enumerate(attempts):
+                try:
+                    table = build(partials, exact)
+                except duckdb.Error:
+                    if i == len(attempts) - 1:
+                        raise
+                    continue
+                self.order_partials = partials
+                return table
 
         return self.once(("order_buckets",), build_or_fall_back)
 
-    def order_totals(self) -> str:
-        """Table: the running totals of each account's buckets (account_id, b, amount, lines, margin,
-        margin_amount, margin_lines, days, first_day, last_day)."""
-        return self.once(("order_totals",), lambda: self.create(
-            self.name("ot"),
-            "SELECT account_id, b, sum(amount) OVER a AS amount, sum(lines) OVER a AS lines, "
-            "sum(margin) OVER a AS margin, sum(margin_amount) OVER a AS margin_amount, "
-            "sum(margin_lines) OVER a AS margin_lines, sum(bit_count(dmask)) OVER a AS days, "
-            "min(first_day) OVER a AS first_day, max(last_day) OVER a AS last_day "
-            f"FROM {self.order_buckets()} WINDOW a AS (PARTITION BY account_id ORDER BY b ROWS UNBOUNDED PRECEDING)",
-        ))
+    def order_totals(self) -> Running:
+        """The buckets of the accounts of ``accounts()`` (group: aidx; key: b) with running sums of lines,
+        margin_lines, days, amount, margin and margin_amount (the money in millionths) and months
+        (calendar months with an order, see order_stats)."""
+
+        def build():
+            table = self.con.sql(
+                "SELECT account_id, b::BIGINT AS k, lines, margin_lines, bit_count(dmask)::BIGINT AS days, "
+                + "".join(f"coalesce({c}, 0) AS {c}, " for c in ("amount", "margin", "margin_amount"))
+                + f"first_day, last_day, mo FROM {self.order_buckets()}").to_arrow_table()
+            # Orders of an account_id missing from accounts get group -1, which is never looked up.
+            aidx = pc.fill_null(pc.index_in(table["account_id"], value_set=self.account_ids()), -1)
+            running = Running(table, aidx.to_numpy(), ORDER_SUMS)
+            # 1 on an account's first bucket of each calendar month (a month may hold several buckets)
+            month, group = running.column("mo"), running.group
+            new_month = np.ones(len(group), np.int64)
+            new_month[1:] = (group[1:] != group[:-1]) | (month[1:] != month[:-1])
+            running.add_sum("months", new_month)
+            return running
+
+        return self.once(("order_totals",), build)
 
     def order_stats(self, window: str, shift: str = "") -> str:
         """Table: account_id, pidx and the order totals of the current window (shift ""), the prior
         window ("prior") or the same window a year earlier ("ye"): amount, lines, margin, margin_amount,
-        margin_lines, days (distinct order days); first_day and last_day are the account's first and
-        last order before the window end. Accounts without orders in the window have no row."""
+        margin_lines, days (distinct order days), months (calendar months with an order); first_day and
+        last_day are the account's first and last order before the window end. Accounts without orders
+        in the window have no row."""
 
         def build():
-            totals = self.order_totals()
-            diff = ", ".join([*(f"(e.{c} - coalesce(s.{c}, 0))::BIGINT AS {c}" for c in ("lines", "margin_lines", "days")),
-                              *(f"(e.{c} - coalesce(s.{c}, 0))::DOUBLE AS {c}" for c in ("amount", "margin", "margin_amount"))])
-            # The running totals at the window's end and start: per account the last bucket before each
-            # bound (what ``ASOF JOIN ... ON g.hi > e.b`` finds), looked up with numpy (see asof_rows).
-            index = self.once(("asof_index", "order_totals"), lambda: self._asof_index(
-                f"SELECT a.aidx AS gid, o.b AS k, o.rowid AS rid FROM {totals} o JOIN {self.accounts()} a "
-                "USING (account_id)"))
-            found = self.asof_rows(self.name("osx", window, shift or "cur"), index,
-                                   np.arange(self.account_count(), dtype=np.int64), window, shift)
-            return self.create(
-                self.name("os", window, shift or "cur"),
-                f"SELECT a.account_id, x.pidx, {diff}, e.first_day, e.last_day "
-                f"FROM {found} x JOIN {self.accounts()} a ON a.aidx = x.gid "
-                f"JOIN {totals} e ON e.rowid = x.e_rid LEFT JOIN {totals} s ON s.rowid = x.s_rid "
-                "WHERE e.lines - coalesce(s.lines, 0) > 0",
-            )
+            running = self.order_totals()
+            ids = self.account_ids()
+            g, p, end, start = self.window_ends(running, np.arange(self.account_count(), dtype=np.int64),
+                                                window, shift)
+            diff = {c: running.between(c, end, start) for c in (*ORDER_SUMS, "months")}
+            keep = diff["lines"] > 0
+            end, start, first = end[keep], start[keep], running.first_row(g[keep])
+            # The window's first bucket starts a month for the window even when an earlier bucket of
+            # its month (before the window) started it for the account.
+            months = diff["months"][keep] + (running.between("months", start + 1, start) == 0)
+            columns = {"account_id": ids.take(pa.array(g[keep])), "pidx": p[keep],
+                       **{c: diff[c][keep] for c in ("lines", "margin_lines", "days")}, "months": months,
+                       **{c: diff[c][keep] / 1e6 for c in ("amount", "margin", "margin_amount")},
+                       "first_day": running.take("first_day", first), "last_day": running.take("last_day", end)}
+            return self._register(self.name("os", window, shift or "cur"), pa.table(columns))
 
         return self.once(("order_stats", window, shift), build)
 
@@ -569,14 +667,6 @@ class Tables:
             buckets = f"(SELECT * FROM {buckets} WHERE {self.in_scope('account_id')})"
         return (f"{buckets} ob JOIN {self.windows(window)} w "
                 "ON ob.b >= w.w_lo_i AND ob.b < w.w_hi_i")
-
-    def order_months(self, window: str) -> str:
-        """Subquery: account_id, pidx, months (calendar months with an order in the window)."""
-        return self.once(("order_months", window, self.scope), lambda: self.inline(
-            "SELECT account_id, pidx, count(*)::BIGINT AS months FROM "
-            f"(SELECT DISTINCT ob.account_id, w.pidx, ob.mo FROM {self.in_window_buckets(window)}) "
-            "GROUP BY account_id, pidx",
-        ))
 
     def _product_count(self, alias: str) -> str:
         k = self.product_mask_count()

@@ -214,8 +214,11 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
 
     movements = portfolio_kpis(con, period, account_tiers)
     tiers = _tier_summaries(results, tiers_cfg, kpi_defs, movements["tiers"])
-    # The KPI dicts of score_accounts are JSON-ready already: only the rest goes through _clean.
-    accounts = [{key: value if key == "kpis" else _clean(value) for key, value in entry.items()} for entry in results]
+    # The parts score_accounts and early_warnings build are JSON-ready already: only the fields read
+    # from the accounts table that are not text (dates) go through _clean.
+    accounts = [{**entry, **{field: _clean(entry[field]) for field in _ACCOUNT_FIELDS
+                             if field in entry and not isinstance(entry[field], str)}}
+                for entry in results]
     return {
         **_clean({
             "period": period.label,
@@ -371,8 +374,10 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
         kdef = kpi_defs[kpi_id]
         k = kpi_pos[kpi_id]
         targets = [setting.target] * size
+        shown_targets = [_clean(setting.target)] * size  # JSON-ready, cleaned once per distinct target
         for i, own in with_overrides:
             targets[i] = own.get(kpi_id, setting.target)
+            shown_targets[i] = _clean(targets[i])
         has_target = np.array([t is not None for t in targets], dtype=bool)
         target = np.array([np.nan if t is None else t for t in targets], dtype=float)
         thresholds = setting.green is not None or setting.amber is not None
@@ -396,7 +401,7 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
         with np.errstate(all="ignore"):
             change = value - previous
         label = (kdef.label_en, kdef.label_zh or kdef.label_en)
-        columns.append((kpi_id, kdef, label, [_clean(t) for t in targets], _py(value), _py(previous), _py(change),
+        columns.append((kpi_id, kdef, label, shown_targets, _py(value), _py(previous), _py(change),
                         [_STATUS_NAMES[c] for c in codes.tolist()], _py(scores),
                         _percentiles(value, kdef.direction), cells.n[k][rows, -1].tolist(),
                         cells.note[k][rows].tolist(), _py(series)))

@@ -183,29 +183,7 @@ class _Facts:
         self.orders: dict[str, tuple[int, float, int, float]] = {}
         order_cols = table_columns(con, "orders")
         if {"account_id", "date"} <= order_cols:
-            # An order with several lines counts once; rows without an order_id count one each. A plain
-            # count(distinct) per window and the lines without an order_id apart are several times
-            # cheaper in DuckDB than count(distinct) with a FILTER.
-            params = {"recent": recent_start, "year": year.start, "end": end}
-            if "order_id" in order_cols:
-                def distinct(start: str) -> dict:
-                    return dict(con.execute(
-                        f"select account_id, count(distinct order_id) from orders where date >= ${start} "
-                        "and date < $end group by account_id", {start: params[start], "end": end}).fetchall())
-
-                year_orders, recent_orders = distinct("year"), distinct("recent")
-                nulls = "order_id is null and "
-            else:
-                year_orders = recent_orders = {}
-                nulls = ""
-            counts = {
-                a: (int(recent_orders.get(a, 0) + r), int(year_orders.get(a, 0) + y))
-                for a, r, y in con.execute(
-                    f"select account_id, count(*) filter (where {nulls}date >= $recent), "
-                    f"count(*) filter (where {nulls}true) from orders where date >= $year and date < $end "
-                    "group by account_id", params,
-                ).fetchall()
-            }
+            counts = _order_counts(con, "order_id" in order_cols, recent_start, year.start, end)
             for account_id in account_ids:
                 recent, in_year = counts.get(account_id, (0, 0))
                 # An account younger than a window is measured over its own age, so that a new
@@ -254,3 +232,35 @@ class _Facts:
         if {"account_id", "since"} <= table_columns(con, "accounts"):
             return dict(con.execute("select account_id, since from accounts where since is not null").fetchall())
         return {}
+
+
+def _order_counts(con, has_order_id: bool, recent: date, year: date, end: date) -> dict[str, tuple[int, int]]:
+    """Orders per account in [recent, end) and in [year, end).
+
+    An order with several lines counts once, in each window one of its lines is in; a line without
+    an order_id is an order of its own. Distinct order_ids cost a large hash table, so they are
+    counted only when two lines of the year may share one (equal hashes): otherwise every line is
+    an order of its own, as it is in loaded data (order_id is unique there).
+    """
+    params = {"recent": recent, "year": year, "end": end}
+    if has_order_id and _shared_order_ids(con, year, end):
+        rows = con.execute(
+            "select account_id, count(*) filter (where last >= $recent), count(*) from ("
+            "  select account_id, max(date) as last from orders where date >= $year and date < $end"
+            # a line without an order_id is grouped on its own by its rowid
+            "  group by account_id, order_id, case when order_id is null then rowid end"
+            ") group by account_id", params).fetchall()
+    else:
+        rows = con.execute(
+            "select account_id, count(*) filter (where date >= $recent), count(*) from orders "
+            "where date >= $year and date < $end group by account_id", params).fetchall()
+    return {a: (int(r), int(y)) for a, r, y in rows}
+
+
+def _shared_order_ids(con, year: date, end: date) -> bool:
+    """Whether two order lines in [year, end) may have the same order_id (their hashes are equal)."""
+    hashes = con.execute(
+        "select hash(order_id) as h from orders where date >= $year and date < $end and order_id is not null",
+        {"year": year, "end": end}).fetchnumpy()["h"]
+    hashes.sort()
+    return bool((hashes[1:] == hashes[:-1]).any())

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reporter.compute.cells import LOW_SAMPLE, NO_DATA, OK, KpiCells
-from reporter.compute.kpi_sql import Tables
+from reporter.compute.kpi_sql import Running, Tables
 from reporter.compute.kpis import STATUS_CODES, compute_kpi_arrays, compute_kpis, resolve_kpis, scope_closure
 from reporter.compute.periods import trend_periods
 from reporter.config import load_project
@@ -131,8 +131,8 @@ def test_cells_read_frames_like_single_rows():
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 60)), max_size=40, unique=True),
        st.sampled_from(["month", "trailing_90d", "lifetime"]), st.sampled_from(["", "prior", "ye"]))
-def test_asof_rows_find_what_asof_join_finds(rows, window, shift):
-    """Tables.asof_rows (numpy) against DuckDB's ASOF JOIN over the same running-total rows."""
+def test_window_ends_find_what_asof_join_finds(rows, window, shift):
+    """Tables.window_ends (numpy over Running) against DuckDB's ASOF JOIN over the same sorted rows."""
     con = duckdb.connect()
     start = date(2026, 6, 1)
     con.execute("CREATE TABLE r (g BIGINT, day DATE)")
@@ -140,16 +140,18 @@ def test_asof_rows_find_what_asof_join_finds(rows, window, shift):
         con.executemany("INSERT INTO r VALUES (?, ?)", [(g, start + timedelta(days=d)) for g, d in rows])
     t = Tables(con, trend_periods(parse_period("2026-09"), 3), 1, set())
     try:
-        index = t._asof_index("SELECT g AS gid, (day - DATE '1970-01-01')::BIGINT AS k, rowid AS rid, day AS o FROM r",
-                              order="gid, o")
-        found = t.asof_rows(t.name("x"), index, np.arange(6, dtype=np.int64), window, shift)
+        sorted_rows = "SELECT *, (row_number() OVER (ORDER BY g, day) - 1) AS pos FROM r"
+        table = con.sql("SELECT g, (day - DATE '1970-01-01')::BIGINT AS k FROM r ORDER BY g, day").to_arrow_table()
+        running = Running(table, table["g"].to_numpy(), ())
+        g, p, end, begin = t.window_ends(running, np.arange(6, dtype=np.int64), window, shift)
+        in_group = (begin >= 0) & (running.group[np.maximum(begin, 0)] == g)
+        got = sorted(zip(g.tolist(), p.tolist(), end.tolist(), np.where(in_group, begin, -1).tolist()))
         lo, hi = (f"w_{shift}_lo", f"w_{shift}_hi") if shift else ("w_lo", "w_hi")
         want = con.sql(
-            f"SELECT g.g, g.pidx, e.rowid, s.rowid FROM (SELECT a.g, w.pidx, w.{lo} AS lo, w.{hi} AS hi "
+            f"SELECT g.g, g.pidx, e.pos, coalesce(s.pos, -1) FROM (SELECT a.g, w.pidx, w.{lo} AS lo, w.{hi} AS hi "
             f"FROM range(6) a(g) CROSS JOIN {t.windows(window)} w) g "
-            "ASOF JOIN (SELECT *, rowid FROM r) e ON g.g = e.g AND g.hi > e.day "
-            "ASOF LEFT JOIN (SELECT *, rowid FROM r) s ON g.g = s.g AND g.lo > s.day ORDER BY ALL").fetchall()
-        got = con.sql(f"SELECT gid, pidx, e_rid, s_rid FROM {found} ORDER BY ALL").fetchall()
-        assert got == want
+            f"ASOF JOIN ({sorted_rows}) e ON g.g = e.g AND g.hi > e.day "
+            f"ASOF LEFT JOIN ({sorted_rows}) s ON g.g = s.g AND g.lo > s.day ORDER BY ALL").fetchall()
+        assert got == [tuple(row) for row in want]
     finally:
         t.drop_all()
