@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 
 from ..errors import Issue, RenderError
 from .files import account_file_name, report_file_name, unique_file_names
-from .html import (common_context, normalise_account, portfolio_metadata, render_account_review_html,
+from .html import (common_context, normalise_account, portfolio_metadata, print_images, render_account_review_html,
                    render_context_texts, render_portfolio_html, review_metadata)
 from .i18n import i18n_for
 from .notes import load_notes
@@ -125,10 +125,12 @@ def render_report(
     template_dirs = config.template_dirs()
     artifacts: list[Artifact] = []
 
-    def emit(render: Callable[[bool], str], metadata: dict, names: dict[str, str], account_id: str | None) -> None:
+    def emit(render: Callable[[bool], str], metadata: dict, names: dict[str, str], account_id: str | None,
+             charts: list) -> None:
         for fmt in formats:
             data = (render(False).encode("utf-8") if fmt == "html"
-                    else render_pdf(render(True), template_dirs[0], metadata, generated_at, allowed_dirs=template_dirs))
+                    else render_pdf(render(True), template_dirs[0], metadata, generated_at, allowed_dirs=template_dirs,
+                                    images=print_images(charts)))
             path = out_dir / names[fmt]
             artifacts.append(Artifact(path, account_id, fmt, common["locale"], write_atomic(path, data)))
 
@@ -142,7 +144,7 @@ def render_report(
                             for where, text in render_context_texts(a, None, None, []))
         emit(lambda for_print: render_portfolio_html(config, report_name, scorecard, charts, common, for_print),
              portfolio_metadata(common, i18n),
-             {f: report_file_name(report_name, scorecard["period"], f) for f in formats}, None)
+             {f: report_file_name(report_name, scorecard["period"], f) for f in formats}, None, charts)
         if progress:
             progress(1, 1, report_name)
         return artifacts
@@ -158,9 +160,11 @@ def render_report(
         if progress:
             progress(done, len(selected), account_id)
         try:
+            charts = charts_for(account)
             render = _review_renderer(config, report_name, scorecard, account, details_by_account.get(account_id),
-                                      charts_for(account), common, i18n)
-            emit(render, review_metadata(common, account, i18n), {f: names[f][account_id] for f in formats}, account_id)
+                                      charts, common, i18n)
+            emit(render, review_metadata(common, account, i18n), {f: names[f][account_id] for f in formats}, account_id,
+                 charts)
         except RenderError as exc:
             failures += [Issue(f"account {account_id}: {issue.message}", issue.file, issue.line, issue.col,
                                issue.path) for issue in exc.issues]
@@ -257,20 +261,20 @@ def archive_pdf_bytes(
     common = _common(config, report_name, scorecard, generated_at, report_id, locale)
     i18n = i18n_for(config, common["locale"])
     template_dirs = config.template_dirs()
+    charts = list(charts)
     if report.kind == "account_review":
         if account_id is None:
             raise RenderError(f'report "{report_name}" is an account review: name the account to archive')
         account = next((a for a in scorecard.get("accounts", []) if str(a["account_id"]) == str(account_id)), None)
         if account is None:
             raise RenderError(f'account "{account_id}" is not in the scorecard of {scorecard.get("period")}')
-        html = _review_renderer(config, report_name, scorecard, account, details, list(charts), common, i18n)(True)
+        html = _review_renderer(config, report_name, scorecard, account, details, charts, common, i18n)(True)
         metadata = review_metadata(common, account, i18n)
         name = account_file_name(str(account_id), account.get("name"), "pdf")
         part = {key: scorecard.get(key) for key in ("period", "period_start", "period_end", "currency")}
         part["account"] = account
         accounts = [account]
     else:
-        charts = list(charts)
         check_font_coverage(render_context_texts(None, details, None, charts))
         html = render_portfolio_html(config, report_name, scorecard, charts, common, for_print=True)
         metadata = portfolio_metadata(common, i18n)
@@ -284,4 +288,4 @@ def archive_pdf_bytes(
         (f"{stem}-scorecard.json", scorecard_json(part), "Scorecard data this document was rendered from"),
     ]
     return render_pdf(html, template_dirs[0], metadata, generated_at, variant="pdf/a-3b", attachments=attachments,
-                      allowed_dirs=template_dirs)
+                      allowed_dirs=template_dirs, images=print_images(charts))

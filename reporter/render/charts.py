@@ -1,7 +1,7 @@
 """Charts for reviews and the leadership scorecard: matplotlib Figure API to SVG strings.
 
-No pyplot: each chart builds its own ``Figure`` and prints it through the SVG canvas,
-so nothing global accumulates across a thousand reviews. One shared theme (``THEME``,
+No pyplot: charts are ``Figure`` objects printed through the SVG and Agg canvases, so
+no global figure state accumulates across a thousand reviews. One shared theme (``THEME``,
 applied with ``rc_context``) sets fonts, sizes and the byte-for-byte determinism
 switches (fixed hash salt, no date, glyphs as paths so the PDF needs no chart fonts).
 
@@ -11,6 +11,12 @@ is laid out and turned into glyph paths, ~0.5 ms each) and matplotlib's tick mac
 in inches (no tight_layout), month and y labels are plain texts at fixed levels, bars
 are one PolyCollection each, and charts carry few labels. Glyph count also drives the
 PDF's cost: WeasyPrint redraws every glyph path of an embedded SVG.
+
+The review charts go further (``_Plate``): each kind's figure is built once per process and
+set of labels, with everything that does not depend on the account (axes, band fills, month
+labels, fixed scales, legends), and rasterised once; a review only adds and draws its data
+artists over a copy of those pixels. Measured on the benchmark's reviews: ~420 -> ~100 ms CPU
+for the six charts (PNG), the pictures unchanged. At most ``PLATES_KEPT`` figures are kept.
 
 Colours are Okabe-Ito, and status is never colour alone: band names, legends, cell
 letters and tables say it in words. Every chart has an alt sentence and a table
@@ -25,7 +31,10 @@ from __future__ import annotations
 import io
 import math
 import re
+import struct
+import threading
 import warnings
+import zlib
 from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.collections import LineCollection, PolyCollection
@@ -42,7 +52,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import ScaledTranslation
-from PIL import Image
 
 from ..errors import RenderError
 
@@ -64,8 +73,9 @@ CHANNEL_COLOURS = {"meeting": PRIMARY, "call": SKY, "email": PURPLE, "visit": YE
 SENIORITIES = ("staff", "manager", "director", "executive")
 
 THEME: dict[str, object] = {
-    # CJK first so Chinese renders; DejaVu covers what Noto lacks (per-glyph fallback).
-    "font.family": ["Noto Sans CJK SC", "DejaVu Sans"],
+    # The documents' stack (styles/base.css): Noto Sans for Latin, Noto Sans CJK for Chinese, then
+    # DejaVu for what both lack (per-glyph fallback).
+    "font.family": ["Noto Sans", "Noto Sans CJK SC", "DejaVu Sans"],
     "font.size": 7.0,
     "axes.titlesize": 7.0,
     "axes.titlelocation": "left",
@@ -113,11 +123,21 @@ HEIGHT = 2.0
 SVG_METADATA = {"Date": None}
 
 
+_IN_THEME: ContextVar[bool] = ContextVar("chart_theme", default=False)
+
+
 @contextmanager
 def theme() -> Iterator[None]:
-    """The shared chart style; cheap to enter (well under a millisecond) and safe to nest."""
-    with matplotlib.rc_context(THEME):
+    """The shared chart style; safe to nest (an inner block costs nothing: entering copies all rcParams)."""
+    if _IN_THEME.get():
         yield
+        return
+    token = _IN_THEME.set(True)
+    try:
+        with matplotlib.rc_context(THEME):
+            yield
+    finally:
+        _IN_THEME.reset(token)
 
 
 # --- labels ----------------------------------------------------------------------------
@@ -295,14 +315,15 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def _encode(fig: Figure, chart_id: str, title: str, alt: str) -> tuple[str, bytes | None]:
+def _encode(fig: Figure, chart_id: str, title: str, alt: str,
+            print_png: Callable[[Figure], bytes] | None = None) -> tuple[str, bytes | None]:
     """``fig`` as (SVG string, PNG bytes) in the encodings ``image_formats`` asked for; RenderError
-    if a glyph has no font."""
+    if a glyph has no font. ``print_png`` rasterises (default: a full draw, ``_print_png``)."""
     formats = _FORMATS.get()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         svg = _print_svg(fig, title, alt) if "svg" in formats else ""
-        png = _print_png(fig) if "png" in formats else None
+        png = (print_png or _print_png)(fig) if "png" in formats else None
     missing = sorted({str(w.message) for w in caught if "missing from font" in str(w.message)})
     if missing:
         raise RenderError(f"chart {chart_id}: text has characters no installed font covers "
@@ -356,18 +377,123 @@ class _Canvas(FigureCanvasAgg):
 
 def _print_png(fig: Figure) -> bytes:
     """``fig`` rasterised at PNG_DPI as an opaque RGB PNG (no metadata: same figure, same bytes)."""
+    with _png_dpi(fig):
+        canvas = _Canvas(fig)
+        canvas.draw()
+        return _png_bytes(canvas)
+
+
+@contextmanager
+def _png_dpi(fig: Figure) -> Iterator[None]:
     dpi = fig.dpi
     fig.dpi = PNG_DPI  # sizes are in inches and points, so the picture is the SVG's, only finer
     try:
-        canvas = _Canvas(fig)
-        canvas.draw()
-        width, height = canvas.get_width_height(physical=True)
-        image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        out = io.BytesIO()
-        image.convert("RGB").save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-        return out.getvalue()
+        yield
     finally:
         fig.dpi = dpi
+
+
+def _png_bytes(canvas: FigureCanvasAgg) -> bytes:
+    """The canvas as an opaque 8-bit RGB PNG, every scanline unfiltered (filter type 0, no metadata).
+
+    Charts are mostly runs of flat colour, which zlib alone packs about as small as PNG's adaptive
+    filters do (measured: 17.9 vs 17.8 KiB a chart) in well under PIL's time (4.5 vs 7.3 ms).
+    """
+    rgba = np.asarray(canvas.buffer_rgba())
+    height, width = rgba.shape[:2]
+    rows = np.zeros((height, 1 + 3 * width), np.uint8)  # column 0: each row's filter type
+    rows[:, 1:] = rgba[..., :3].reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, not interlaced
+    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)), _png_chunk(b"IEND", b"")))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+# --- figures kept for the process ------------------------------------------------------------
+
+
+class _Plate:
+    """A chart kind's figure, built once per process and key: what every chart of that kind shares
+    (axes, fills, month labels, fixed scales, legends, fixed texts) is drawn by ``build``; a chart
+    adds its data artists inside ``with plate.data() as axes:``, encodes, and they are taken out.
+
+    Building axes and laying out their labels is most of a fresh figure's cost, and the shared
+    parts repeat in every review. For PNG the shared part is also rasterised once: each chart
+    starts from a copy of those pixels (matplotlib's blitting) and draws only its data artists
+    and the spines, which a full draw paints over the data (zorder 2.5). So what ``build`` draws
+    must not depend on the data: no artist placed in data coordinates on an axis whose limits a
+    chart sets. SVG is always a full draw.
+    """
+
+    def __init__(self, fig: Figure):
+        self.fig = fig
+        self.shared = {artist for ax in fig.axes for artist in ax.get_children()}
+        # Spines are drawn again over each chart's data, as a full draw layers them.
+        self.over = {spine for ax in fig.axes if ax.axison for spine in ax.spines.values() if spine.get_visible()}
+        self.background = None
+
+    @contextmanager
+    def data(self) -> Iterator[list]:
+        try:
+            yield self.fig.axes
+        finally:
+            for artist in self._added():
+                artist.remove()
+
+    def _added(self) -> list:
+        return [artist for ax in self.fig.axes for artist in ax.get_children() if artist not in self.shared]
+
+    def encode(self, chart_id: str, title: str, alt: str) -> tuple[str, bytes | None]:
+        try:
+            return _encode(self.fig, chart_id, title, alt, print_png=self._print_png)
+        except RenderError:
+            self.background = None  # a shared text may be what failed: draw (and check) it again next time
+            raise
+
+    def _print_png(self, fig: Figure) -> bytes:
+        with _png_dpi(fig):
+            canvas = _Canvas(fig)
+            renderer = canvas.get_renderer()
+            if self.background is None:
+                self.background = self._draw_shared(canvas)
+            renderer.restore_region(self.background)
+            for ax in fig.axes:  # each axes' own artists in its draw order: by zorder, then as added
+                drawn = [a for a in ax.get_children() if a not in self.shared or a in self.over]
+                for artist in sorted(drawn, key=lambda a: a.get_zorder()):
+                    artist.draw(renderer)
+            return _png_bytes(canvas)
+
+    def _draw_shared(self, canvas: FigureCanvasAgg):
+        hidden = [a for a in self._added() + list(self.over) if a.get_visible()]
+        for artist in hidden:
+            artist.set_visible(False)
+        try:
+            canvas.draw()
+        finally:
+            for artist in hidden:
+                artist.set_visible(True)
+        return canvas.copy_from_bbox(self.fig.bbox)
+
+
+_plates = threading.local()  # a plate is mutable while a chart is drawn on it: one set per thread
+PLATES_KEPT = 32
+
+
+def _plate(key: tuple, build: Callable[[], Figure]) -> _Plate:
+    """The plate of ``key`` (chart kind, sizes, texts: everything ``build`` draws), built on first use."""
+    kept = getattr(_plates, "kept", None)
+    if kept is None:
+        kept = _plates.kept = OrderedDict()
+    plate = kept.pop(key, None)
+    if plate is None:
+        plate = _Plate(build())
+        while len(kept) >= PLATES_KEPT:
+            kept.popitem(last=False)
+    kept[key] = plate
+    return plate
 
 
 # --- layout helpers -----------------------------------------------------------------------
@@ -439,22 +565,31 @@ def _y_scale(ax, top: float, integer: bool = False, fmt: Callable[[float], str] 
     _y_axis(ax, levels, fmt or _compact)
 
 
-def _bars(ax, heights: list[float], colour: str, label: str, bottoms: list[float] | None = None,
-          width: float = 0.7, edge: str | None = None) -> Patch:
-    """Bars at x = 0..n-1 as one PolyCollection (ax.bar makes a patch per bar); returns a legend handle."""
+def _bars(ax, heights: list[float], colour: str, bottoms: list[float] | None = None, width: float = 0.7,
+          edge: str | None = None) -> None:
+    """Bars at x = 0..n-1 as one PolyCollection (ax.bar makes a patch per bar); ``_bar_key`` is their legend entry."""
     bottoms = bottoms or [0.0] * len(heights)
     half = width / 2
     verts = [((i - half, b), (i - half, b + h), (i + half, b + h), (i + half, b))
              for i, (h, b) in enumerate(zip(heights, bottoms)) if h]
     ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors=edge or "none",
                                      linewidths=0.3 if edge else 0.0, clip_on=False), autolim=False)
-    return Patch(facecolor=colour, label=label)
 
 
 def _line(ax, values: list[float], colour: str, label: str, marker: str = "o", **kwargs) -> Line2D:
     (line,) = ax.plot(range(len(values)), values, color=colour, marker=marker, label=label, clip_on=False,
                       **kwargs)
     return line
+
+
+def _bar_key(colour: str, label: str) -> Patch:
+    """The legend entry of ``_bars``."""
+    return Patch(facecolor=colour, label=label)
+
+
+def _line_key(colour: str, label: str, marker: str = "o", **kwargs) -> Line2D:
+    """The legend entry of ``_line`` with the same style."""
+    return Line2D([], [], color=colour, marker=marker, label=label, **kwargs)
 
 
 def _legend_above(ax, handles: list, ncols: int | None = None) -> None:
@@ -592,29 +727,38 @@ def health_trend(account_sc: Mapping, bands: Mapping, t: Translate = default_t) 
     alt = _fill(t("chart.health_trend.alt"), n=len(labels), first=labels[0], last=labels[-1],
                 red_below=_number(red_below, 0), green_from=_number(green_from, 0),
                 latest=_number(scores[-1], 0), status=_status_text(statuses[-1], t))
+    band_names = tuple(t(f"status.{s}") for s in ("red", "amber", "green"))
     with theme():
-        fig = _figure()
-        ax = _axes(fig, left=0.35, right=0.7, bottom=0.3, top=0.1)
-        n = len(labels)
-        bands_ = (("red", 0, red_below), ("amber", red_below, green_from), ("green", green_from, 100))
-        ax.add_collection(PolyCollection(
-            [((-0.6, lo), (-0.6, hi), (n - 0.4, hi), (n - 0.4, lo)) for _, lo, hi in bands_],
-            facecolors=[_tint(STATUS_COLOURS[s]) for s, _, _ in bands_], edgecolors="none", zorder=0, clip_on=False),
-            autolim=False)
-        right_of = _offset(ax, ax.get_yaxis_transform(), 4, 0)
-        for status, lo, hi in bands_:  # the band's name beside the plot, so it reads without colour
-            ax.text(1, (lo + hi) / 2, t(f"status.{status}"), transform=right_of, va="center", ha="left",
-                    color=STATUS_TEXT_COLOURS[status], fontsize=6.5)
-        _line(ax, [_nan(s) for s in scores], PRIMARY, "", markersize=3.5)
-        last = max(i for i, s in enumerate(scores) if _is_num(s))
-        ax.text(last, scores[last], f"{scores[last]:.0f}", transform=_offset(ax, ax.transData, 0, 5),
-                ha="center", va="bottom", fontsize=7, color=PRIMARY)
-        ax.set_ylim(0, 100)
-        _y_axis(ax, [0, red_below, green_from, 100], lambda v: f"{v:.0f}", grid=False)
-        _month_axis(ax, labels)
-        svg, png = _encode(fig, chart_id, title, alt)
+        plate = _plate(("health_trend", tuple(labels), red_below, green_from, band_names),
+                       lambda: _health_plate(labels, red_below, green_from, band_names))
+        with plate.data() as (ax,):
+            _line(ax, [_nan(s) for s in scores], PRIMARY, "", markersize=3.5)
+            last = max(i for i, s in enumerate(scores) if _is_num(s))
+            ax.text(last, scores[last], f"{scores[last]:.0f}", transform=_offset(ax, ax.transData, 0, 5),
+                    ha="center", va="bottom", fontsize=7, color=PRIMARY)
+            svg, png = plate.encode(chart_id, title, alt)
     table = [header] + [[lab, _number(s, 1), _status_text(st, t)] for lab, s, st in zip(labels, scores, statuses)]
     return Chart(chart_id, title, alt, svg, table, png)
+
+
+def _health_plate(labels: list[str], red_below: float, green_from: float, band_names: tuple[str, ...]) -> Figure:
+    """The health chart without its line: 0-100 on tinted red/amber/green bands, each named beside the plot."""
+    fig = _figure()
+    ax = _axes(fig, left=0.35, right=0.7, bottom=0.3, top=0.1)
+    n = len(labels)
+    bands = (("red", 0, red_below), ("amber", red_below, green_from), ("green", green_from, 100))
+    ax.add_collection(PolyCollection(
+        [((-0.6, lo), (-0.6, hi), (n - 0.4, hi), (n - 0.4, lo)) for _, lo, hi in bands],
+        facecolors=[_tint(STATUS_COLOURS[s]) for s, _, _ in bands], edgecolors="none", zorder=0, clip_on=False),
+        autolim=False)
+    right_of = _offset(ax, ax.get_yaxis_transform(), 4, 0)
+    for (status, lo, hi), name in zip(bands, band_names):  # named beside the plot: it reads without colour
+        ax.text(1, (lo + hi) / 2, name, transform=right_of, va="center", ha="left",
+                color=STATUS_TEXT_COLOURS[status], fontsize=6.5)
+    ax.set_ylim(0, 100)
+    _y_axis(ax, [0, red_below, green_from, 100], lambda v: f"{v:.0f}", grid=False)
+    _month_axis(ax, labels)
+    return fig
 
 
 def _tint(colour: str, strength: float = 0.15) -> str:
@@ -642,18 +786,28 @@ def revenue_by_month(details: Mapping, t: Translate = default_t, *, chart_id: st
     prior_total = details.get("prior_revenue_12m", math.fsum(prior))
     alt = _fill(t("chart.revenue.alt"), first=labels[0], last=labels[-1], latest=_money(revenue[-1]),
                 prior=_money(prior[-1]), total=_money(total), prior_total=_money(prior_total))
+    names = (t("chart.this_year"), t("chart.prior_year"))
     with theme():
-        fig = _figure()
-        ax = _axes(fig, left=0.4, right=0.1, bottom=0.3, top=0.2)
-        handles = [_bars(ax, revenue, PRIMARY, t("chart.this_year")),
-                   _line(ax, prior, INK, t("chart.prior_year"), linestyle="--", linewidth=1.0, markersize=2.5)]
-        _y_scale(ax, max(revenue + prior))
-        _month_axis(ax, labels)
-        _legend_above(ax, handles)
-        svg, png = _encode(fig, chart_id, title, alt)
+        plate = _plate(("revenue_by_month", tuple(labels), names), lambda: _revenue_plate(labels, names))
+        with plate.data() as (ax,):
+            _bars(ax, revenue, PRIMARY)
+            _line(ax, prior, INK, names[1], **PRIOR_YEAR_LINE)
+            _y_scale(ax, max(revenue + prior))
+            svg, png = plate.encode(chart_id, title, alt)
     table = [header] + [[lab, _money(r), _money(p), f"{(r / p - 1) * 100:+.0f}%" if p else "–"]
                         for lab, r, p in zip(labels, revenue, prior)]
     return Chart(chart_id, title, alt, svg, table, png)
+
+
+PRIOR_YEAR_LINE = {"linestyle": "--", "linewidth": 1.0, "markersize": 2.5}
+
+
+def _revenue_plate(labels: list[str], names: tuple[str, str]) -> Figure:
+    fig = _figure()
+    ax = _axes(fig, left=0.4, right=0.1, bottom=0.3, top=0.2)
+    _month_axis(ax, labels)
+    _legend_above(ax, [_bar_key(PRIMARY, names[0]), _line_key(INK, names[1], **PRIOR_YEAR_LINE)])
+    return fig
 
 
 def satisfaction_trend(details: Mapping, t: Translate = default_t) -> Chart:
@@ -672,24 +826,32 @@ def satisfaction_trend(details: Mapping, t: Translate = default_t) -> Chart:
                 nps=_signed(last_nps.get("nps")), nps_n=last_nps.get("nps_n", 0), nps_month=last_nps.get("month"),
                 csat=_share(last_csat.get("csat")), csat_n=last_csat.get("csat_n", 0),
                 csat_month=last_csat.get("month"))
+    names = (t("chart.nps"), t("chart.csat"))
     with theme():
-        fig = _figure()
-        ax = _axes(fig, left=0.4, right=0.1, bottom=0.3, top=0.2)
-        ax.set_ylim(-108, 108)  # room for markers at the limits
-        _y_axis(ax, [-100, -50, 0, 50, 100], lambda v: _minus(f"{v:.0f}"))
-        ax.axhline(0, color="#888888", linewidth=0.6, zorder=0.6, clip_on=False)
-        handles = [_line(ax, nps, PRIMARY, t("chart.nps")),
-                   _line(ax, csat, PURPLE, t("chart.csat"), marker="s")]
-        _month_axis(ax, labels)
-        _legend_above(ax, handles)
-        if all(math.isnan(v) for v in nps + csat):
-            _no_data_text(ax, t)
-        svg, png = _encode(fig, chart_id, title, alt)
+        plate = _plate(("satisfaction_trend", tuple(labels), names), lambda: _satisfaction_plate(labels, names))
+        with plate.data() as (ax,):
+            _line(ax, nps, PRIMARY, names[0])
+            _line(ax, csat, PURPLE, names[1], marker="s")
+            if all(math.isnan(v) for v in nps + csat):
+                _no_data_text(ax, t)
+            svg, png = plate.encode(chart_id, title, alt)
     table = [header] + [
         [r["month"], _signed(r.get("nps")), str(r.get("nps_n", 0)), _share(r.get("csat")), str(r.get("csat_n", 0))]
         for r in rows
     ]
     return Chart(chart_id, title, alt, svg, table, png)
+
+
+def _satisfaction_plate(labels: list[str], names: tuple[str, str]) -> Figure:
+    """One points scale for both: -100..100, with the zero line."""
+    fig = _figure()
+    ax = _axes(fig, left=0.4, right=0.1, bottom=0.3, top=0.2)
+    ax.set_ylim(-108, 108)  # room for markers at the limits
+    _y_axis(ax, [-100, -50, 0, 50, 100], lambda v: _minus(f"{v:.0f}"))
+    ax.axhline(0, color="#888888", linewidth=0.6, zorder=0.6, clip_on=False)
+    _month_axis(ax, labels)
+    _legend_above(ax, [_line_key(PRIMARY, names[0]), _line_key(PURPLE, names[1], marker="s")])
+    return fig
 
 
 def service_chart(details: Mapping, t: Translate = default_t) -> Chart:
@@ -710,32 +872,42 @@ def service_chart(details: Mapping, t: Translate = default_t) -> Chart:
     alt = _fill(t("chart.service.alt"), first=labels[0], last=labels[-1], tickets=tickets[-1],
                 complaints=complaints[-1], first_response=_number(last.get("first_response_hours")),
                 resolution=_number(last.get("resolution_hours")), sla=_number(last.get("sla_hours")))
+    names = tuple(t(f"chart.{key}") for key in ("tickets", "complaints", "first_response", "resolution", "sla"))
     with theme():
-        fig = _figure()
-        left, right = _axes_pair(fig, left=0.3, right=0.1, bottom=0.3, top=0.2, gap=0.5)
-        _legend_above(left, [_bars(left, tickets, SKY, t("chart.tickets")),
-                             _bars(left, complaints, PRIMARY, t("chart.complaints"))])
-        _y_scale(left, max(tickets), integer=True)
-        x = range(len(rows))
-        handles = [_line(right, [_nan(r.get("first_response_hours")) for r in rows], PRIMARY,
-                         t("chart.first_response")),
-                   _line(right, [_nan(r.get("resolution_hours")) for r in rows], PURPLE, t("chart.resolution"),
-                         marker="s")]
-        handles += right.step(x, [_nan(r.get("sla_hours")) for r in rows], where="mid", color=INK, linestyle="--",
-                              linewidth=1.0, label=t("chart.sla"), clip_on=False)
-        _y_scale(right, max(hours, default=0) * 1.05, fmt=lambda v: f"{v:.0f} h")
-        _legend_above(right, handles)
-        for ax in (left, right):  # half-width panels: every other month, the latest always
-            _month_axis(ax, labels, every=2)
-        if not hours:
-            _no_data_text(right, t)
-        svg, png = _encode(fig, chart_id, title, alt)
+        plate = _plate(("service", tuple(labels), names), lambda: _service_plate(labels, names))
+        with plate.data() as (left, right):
+            _bars(left, tickets, SKY)
+            _bars(left, complaints, PRIMARY)
+            _y_scale(left, max(tickets), integer=True)
+            _line(right, [_nan(r.get("first_response_hours")) for r in rows], PRIMARY, names[2])
+            _line(right, [_nan(r.get("resolution_hours")) for r in rows], PURPLE, names[3], marker="s")
+            right.step(range(len(rows)), [_nan(r.get("sla_hours")) for r in rows], where="mid", label=names[4],
+                       clip_on=False, **SLA_LINE)
+            _y_scale(right, max(hours, default=0) * 1.05, fmt=lambda v: f"{v:.0f} h")
+            if not hours:
+                _no_data_text(right, t)
+            svg, png = plate.encode(chart_id, title, alt)
     table = [header] + [
         [r["month"], str(r.get("tickets") or 0), str(r.get("complaints") or 0),
          _number(r.get("first_response_hours")), _number(r.get("resolution_hours")), _number(r.get("sla_hours"))]
         for r in rows
     ]
     return Chart(chart_id, title, alt, svg, table, png)
+
+
+SLA_LINE = {"color": INK, "linestyle": "--", "linewidth": 1.0}
+
+
+def _service_plate(labels: list[str], names: tuple[str, ...]) -> Figure:
+    """Two half-width panels: tickets (bars) and hours (lines, the SLA as a step)."""
+    fig = _figure()
+    left, right = _axes_pair(fig, left=0.3, right=0.1, bottom=0.3, top=0.2, gap=0.5)
+    _legend_above(left, [_bar_key(SKY, names[0]), _bar_key(PRIMARY, names[1])])
+    _legend_above(right, [_line_key(PRIMARY, names[2]), _line_key(PURPLE, names[3], marker="s"),
+                          Line2D([], [], drawstyle="steps-mid", label=names[4], **SLA_LINE)])
+    for ax in (left, right):  # half-width panels: every other month, the latest always
+        _month_axis(ax, labels, every=2)
+    return fig
 
 
 def interaction_frequency(details: Mapping, t: Translate = default_t) -> Chart:
@@ -753,25 +925,31 @@ def interaction_frequency(details: Mapping, t: Translate = default_t) -> Chart:
     by_channel = ", ".join(f"{t('channel.' + c)} {sum(counts[c])}" for c in channels)
     alt = _fill(t("chart.interactions.alt"), first=labels[0], last=labels[-1], latest=totals[-1],
                 total=sum(totals), by_channel=by_channel)
+    names = tuple(t(f"channel.{c}") for c in channels)
     with theme():
-        fig = _figure()
-        ax = _axes(fig, left=0.4, right=0.1, bottom=0.3, top=0.2)
-        bottom = [0] * len(rows)
-        handles = []
-        for c in channels:
-            handles.append(_bars(ax, counts[c], CHANNEL_COLOURS[c], t(f"channel.{c}"), bottoms=bottom,
-                                 edge="white"))
-            bottom = [b + v for b, v in zip(bottom, counts[c])]
-        _y_scale(ax, max(bottom), integer=True)
-        _month_axis(ax, labels)
-        _legend_above(ax, handles)
-        if max(totals) == 0:
-            _no_data_text(ax, t)
-        svg, png = _encode(fig, chart_id, title, alt)
+        plate = _plate(("interaction_frequency", tuple(labels), tuple(channels), names),
+                       lambda: _interaction_plate(labels, channels, names))
+        with plate.data() as (ax,):
+            bottom = [0] * len(rows)
+            for c in channels:
+                _bars(ax, counts[c], CHANNEL_COLOURS[c], bottoms=bottom, edge="white")
+                bottom = [b + v for b, v in zip(bottom, counts[c])]
+            _y_scale(ax, max(bottom), integer=True)
+            if max(totals) == 0:
+                _no_data_text(ax, t)
+            svg, png = plate.encode(chart_id, title, alt)
     header = [t("chart.month")] + [t(f"channel.{c}") for c in channels] + [t("chart.total")]
     table = [header] + [[lab] + [str(counts[c][i]) for c in channels] + [str(totals[i])]
                         for i, lab in enumerate(labels)]
     return Chart(chart_id, title, alt, svg, table, png)
+
+
+def _interaction_plate(labels: list[str], channels: list[str], names: tuple[str, ...]) -> Figure:
+    fig = _figure()
+    ax = _axes(fig, left=0.4, right=0.1, bottom=0.3, top=0.2)
+    _month_axis(ax, labels)
+    _legend_above(ax, [_bar_key(CHANNEL_COLOURS[c], name) for c, name in zip(channels, names)])
+    return fig
 
 
 def relationship_map(details: Mapping, t: Translate = default_t) -> Chart:
@@ -793,38 +971,45 @@ def relationship_map(details: Mapping, t: Translate = default_t) -> Chart:
                 decision_makers=", ".join(f"{name(m)} ({m.get('department') or '–'})" for m in makers) or "–")
     if not contacts:
         return _empty(chart_id, title, alt, t, header)
+    ringed = {(m.get("department"), m.get("seniority")) for m in makers}
+    names = tuple(t(f"seniority.{s}") for s in SENIORITIES) + (t("chart.decision_maker") if ringed else "",)
     with theme():
-        row_h = 0.2
-        fig = _figure(WIDTH, 0.3 + row_h * len(departments) + 0.25)
-        ax = _axes(fig, left=1.4, right=0.3, bottom=0.25, top=0.3)
-        ax.set_axis_off()
-        ax.set_xlim(-0.5, len(SENIORITIES) - 0.5)
-        ax.set_ylim(len(departments) - 0.5, -0.5)
-        ringed = {(m.get("department"), m.get("seniority")) for m in makers}
-        points = [(x, y, (cells.get(d) or {}).get(s, 0), (d, s) in ringed)
-                  for y, d in enumerate(departments) for x, s in enumerate(SENIORITIES)]
-        points = [p for p in points if p[2] > 0]
-        biggest = max(p[2] for p in points)
-        ax.scatter([p[0] for p in points], [p[1] for p in points],
-                   s=[55 + 120 * (p[2] - 1) / max(biggest - 1, 1) for p in points], color=PRIMARY,
-                   edgecolors=[INK if p[3] else "none" for p in points], linewidths=1.4, zorder=2, clip_on=False)
-        for x, y, count, _ in points:
-            ax.text(x, y, str(count), ha="center", va="center", fontsize=6, color="white", zorder=3)
-        ax.add_collection(LineCollection([((-0.5, y), (len(SENIORITIES) - 0.5, y)) for y in range(len(departments))],
-                                         colors=GRID, linewidths=0.5, zorder=1, clip_on=False), autolim=False)
-        above = _offset(ax, ax.get_xaxis_transform(), 0, 4)
-        for x, s in enumerate(SENIORITIES):
-            ax.text(x, 1, t(f"seniority.{s}"), transform=above, ha="center", va="baseline", fontsize=6.5,
-                    color=MUTED)
-        left_of = _offset(ax, ax.get_yaxis_transform(), -6, 0)
-        for y, d in enumerate(departments):
-            ax.text(0, y, _short(d, 24), transform=left_of, ha="right", va="center", fontsize=6.5)
-        if ringed:
-            ax.legend(handles=[Line2D([], [], linestyle="none", marker="o", markersize=6, color=PRIMARY,
-                                      markeredgecolor=INK, markeredgewidth=1.4, label=t("chart.decision_maker"))],
-                      loc="upper left", bbox_to_anchor=(0, -0.02 - 0.05 / fig.get_size_inches()[1]))
-        svg, png = _encode(fig, chart_id, title, alt)
+        plate = _plate(("relationship_map", len(departments), names),
+                       lambda: _relationship_plate(len(departments), names))
+        with plate.data() as (ax,):
+            points = [(x, y, (cells.get(d) or {}).get(s, 0), (d, s) in ringed)
+                      for y, d in enumerate(departments) for x, s in enumerate(SENIORITIES)]
+            points = [p for p in points if p[2] > 0]
+            biggest = max(p[2] for p in points)
+            ax.scatter([p[0] for p in points], [p[1] for p in points],
+                       s=[55 + 120 * (p[2] - 1) / max(biggest - 1, 1) for p in points], color=PRIMARY,
+                       edgecolors=[INK if p[3] else "none" for p in points], linewidths=1.4, zorder=2, clip_on=False)
+            for x, y, count, _ in points:
+                ax.text(x, y, str(count), ha="center", va="center", fontsize=6, color="white", zorder=3)
+            left_of = _offset(ax, ax.get_yaxis_transform(), -6, 0)
+            for y, d in enumerate(departments):
+                ax.text(0, y, _short(d, 24), transform=left_of, ha="right", va="center", fontsize=6.5)
+            svg, png = plate.encode(chart_id, title, alt)
     return Chart(chart_id, title, alt, svg, table, png)
+
+
+def _relationship_plate(rows: int, names: tuple[str, ...]) -> Figure:
+    """The grid of ``rows`` departments by seniority; the decision-maker key when ``names[-1]`` is set."""
+    fig = _figure(WIDTH, 0.3 + 0.2 * rows + 0.25)
+    ax = _axes(fig, left=1.4, right=0.3, bottom=0.25, top=0.3)
+    ax.set_axis_off()
+    ax.set_xlim(-0.5, len(SENIORITIES) - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.add_collection(LineCollection([((-0.5, y), (len(SENIORITIES) - 0.5, y)) for y in range(rows)],
+                                     colors=GRID, linewidths=0.5, zorder=1, clip_on=False), autolim=False)
+    above = _offset(ax, ax.get_xaxis_transform(), 0, 4)
+    for x, name in enumerate(names[:-1]):
+        ax.text(x, 1, name, transform=above, ha="center", va="baseline", fontsize=6.5, color=MUTED)
+    if names[-1]:
+        ax.legend(handles=[Line2D([], [], linestyle="none", marker="o", markersize=6, color=PRIMARY,
+                                  markeredgecolor=INK, markeredgewidth=1.4, label=names[-1])],
+                  loc="upper left", bbox_to_anchor=(0, -0.02 - 0.05 / fig.get_size_inches()[1]))
+    return fig
 
 
 def _kpi_label(kpi_id: str, kpi: Mapping, locale: str) -> str:

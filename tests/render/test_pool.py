@@ -11,7 +11,7 @@ from PIL import Image
 from reporter.render import pdf_speed, pool
 from reporter.render.chart_set import charts_for_report
 from reporter.render.charts import PNG_DPI, WIDTH, account_charts, revenue_by_month
-from reporter.render.html import chart_view
+from reporter.render.html import chart_uri, chart_view, print_images
 from reporter.render.pool import Job, RenderContext, render_documents, render_one
 
 from render.test_charts import make_details
@@ -76,7 +76,8 @@ def test_png_charts_for_the_pdf_svg_for_the_html(context):
     assert all(c.svg.startswith("<svg") and c.png for c in both)
     assert [c.png for c in both] == [c.png for c in charts]  # the same pictures, whatever else is drawn
     view_print, view_html = chart_view(both[1], for_print=True), chart_view(both[1])
-    assert view_print.uri.startswith("data:image/png;base64,") and view_html.uri.startswith("data:image/svg+xml")
+    assert view_print.uri == chart_uri(both[1].png) and view_html.uri.startswith("data:image/svg+xml")
+    assert print_images(both)[view_print.uri] == both[1].png  # what render_pdf's fetcher serves for that URI
 
 
 def test_png_is_deterministic_and_svg_only_by_default():
