@@ -1,10 +1,10 @@
 # reporter: the image a CronJob, a systemd unit or an Airflow task runs `reporter schedule --once` from.
-# Noto CJK for Chinese text in PDFs; Pango and HarfBuzz subsetting for WeasyPrint.
+# Noto Sans for Latin and Noto CJK for Chinese text in PDFs; Pango and HarfBuzz subsetting for WeasyPrint.
 FROM python:3.11-slim
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+      fonts-noto-core fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
  && rm -rf /var/lib/apt/lists/*
 
 # Editable install: the built-in report_templates/ are found next to the package's source tree.

@@ -28,10 +28,12 @@ Keys ending in ``.alt`` are ``str.format`` templates.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
 import struct
+import subprocess
 import threading
 import warnings
 import zlib
@@ -126,12 +128,41 @@ SVG_METADATA = {"Date": None}
 _IN_THEME: ContextVar[bool] = ContextVar("chart_theme", default=False)
 
 
+@functools.lru_cache(maxsize=1)
+def register_system_fonts() -> tuple[str, ...]:
+    """Add the theme's font families that the system has but matplotlib's font list lacks; returns them.
+
+    matplotlib keeps the font list it made the first time it ran: a face installed later (Noto
+    Sans, by scripts/system-deps.sh) would be silently replaced by the next family in the stack,
+    and the charts would no longer match the document. fontconfig knows the current set.
+    """
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    added = []
+    for family in THEME["font.family"]:
+        if family in known:
+            continue
+        try:
+            listed = subprocess.run(["fc-list", f":family={family}", "file"], capture_output=True, text=True,
+                                    timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return tuple(added)  # no fontconfig tools: matplotlib's own list is all there is
+        paths = [line.strip().rstrip(":") for line in listed.splitlines() if line.strip()]
+        for path in sorted(p for p in paths if p.lower().endswith((".ttf", ".otf", ".ttc"))):
+            font_manager.fontManager.addfont(path)
+        if paths:
+            added.append(family)
+    return tuple(added)
+
+
 @contextmanager
 def theme() -> Iterator[None]:
     """The shared chart style; safe to nest (an inner block costs nothing: entering copies all rcParams)."""
     if _IN_THEME.get():
         yield
         return
+    register_system_fonts()
     token = _IN_THEME.set(True)
     try:
         with matplotlib.rc_context(THEME):

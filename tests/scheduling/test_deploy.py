@@ -74,7 +74,7 @@ def test_airflow_dag_compiles_and_calls_the_scheduler_once():
 def test_dockerfile_installs_the_fonts_and_runs_reporter():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
-    for package in ("fonts-noto-cjk", "libpango-1.0-0", "libharfbuzz-subset0"):
+    for package in ("fonts-noto-core", "fonts-noto-cjk", "libpango-1.0-0", "libharfbuzz-subset0"):
         assert package in dockerfile
     assert 'ENTRYPOINT ["reporter"]' in dockerfile
     assert 'CMD ["schedule", "--once"' in dockerfile
