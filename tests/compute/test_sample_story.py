@@ -43,3 +43,14 @@ def test_healthy_accounts_are_mostly_quiet(story):
                if {w["code"] for w in a["warnings"]} & {"order_drop", "complaints_up", "no_contact"}}
     assert flagged >= set(truth["deteriorating"])
     assert len(flagged - set(truth["deteriorating"])) <= 3, flagged
+
+
+def test_p_alive_is_fitted_and_flags_the_churned_account(story):
+    """The BG/NBD model fits on the sample data: every account has a p_alive, the churned one is red."""
+    truth, scorecard = story
+    by_id = {a["account_id"]: a for a in scorecard["accounts"]}
+    statuses = {a: acc["kpis"]["p_alive"]["status"] for a, acc in by_id.items() if "p_alive" in acc["kpis"]}
+    assert statuses and "no_data" not in statuses.values(), statuses
+    [churned] = truth["churned"]
+    assert statuses[churned] == "red"
+    assert "low_p_alive" in {w["code"] for w in by_id[churned]["warnings"]}
