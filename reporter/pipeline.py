@@ -82,11 +82,11 @@ class RunSummary:
 
     @property
     def error(self) -> str | None:
-        """What went wrong, a line each (None when nothing did): the ledger keeps it with the run."""
+        """What went wrong (None when nothing did): the ledger keeps it with the run, the scheduler logs it."""
         problems = [f"{who}: {why}" for who, why, _ in self.failed]
-        problems += [f"{a}: {why}" for a, why in self.render_failures.items()]
-        problems += [f"{who}: in doubt (was being sent when a run stopped)" for who in self.in_doubt]
-        return "\n".join(problems) or None
+        problems += [f"account {a}: {why}" for a, why in self.render_failures.items()]
+        problems += [f"{who}: in doubt (check the mailbox, then `reporter run --resend`)" for who in self.in_doubt]
+        return "; ".join(problems) or None
 
 
 def run_report(project_dir, report_name: str, period_text: str | None, clock: Clock, *, dry_run: bool = False,
@@ -251,12 +251,12 @@ def _render_documents(loaded, report_name, scorecard, plan, generated_at, step, 
     def arrived(done, total, result):
         key = result.job.key
         step("render", done, total, key[0] or report_name)
-        docs = [] if result.error else _documents_of_result(config, report, report_name, scorecard, names, result)
+        docs = {} if result.error else _documents_of_result(config, report, report_name, scorecard, names, result)
         if result.error:
             failures.setdefault(key[0], result.error)
-        documents.update({(key[0], key[1], d.filename.rsplit(".", 1)[1]): d for d in docs})
+        documents.update({(*key, fmt): d for fmt, d in docs.items()})
         if ready:
-            ready(key, docs, result.error)
+            ready(key, list(docs.values()), result.error)
 
     if wanted:
         step("render", 0, len(wanted), wanted[0][0] or report_name)
@@ -265,7 +265,8 @@ def _render_documents(loaded, report_name, scorecard, plan, generated_at, step, 
     return documents, failures
 
 
-def _documents_of_result(config, report, report_name, scorecard, names, result) -> list:
+def _documents_of_result(config, report, report_name, scorecard, names, result) -> dict:
+    """{format: Document} of one rendered job: the PDF, then the HTML when there is one."""
     from .deliver.archive import sha256_hex
     from .deliver.dispatch import Document
     from .render.files import account_file_stem, report_file_name
@@ -274,9 +275,9 @@ def _documents_of_result(config, report, report_name, scorecard, names, result) 
     suffix = "" if locale == (report.locale or config.project.locale) else f".{locale}"
     stem = (account_file_stem(account_id, names[account_id]) if account_id
             else report_file_name(report_name, scorecard["period"], "pdf")[:-4]) + suffix
-    docs = [Document(account_id, locale, f"{stem}.pdf", result.pdf, sha256_hex(result.pdf), "application/pdf")]
+    docs = {"pdf": Document(account_id, locale, f"{stem}.pdf", result.pdf, sha256_hex(result.pdf), "application/pdf")}
     if result.html is not None:
-        docs.append(Document(account_id, locale, f"{stem}.html", result.html, sha256_hex(result.html), "text/html"))
+        docs["html"] = Document(account_id, locale, f"{stem}.html", result.html, sha256_hex(result.html), "text/html")
     return docs
 
 

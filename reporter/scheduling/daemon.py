@@ -198,7 +198,7 @@ def _run_one(project_dir, name: str, period: str, clock: Clock, holder: str, log
     try:
         summary = run(project_dir, name, period, clock, progress=check)
         state = "done" if summary.state in ("done", "nothing_to_do") else "partial"
-        result = TickResult(name, period, state, _counts(summary), _problems(summary))
+        result = TickResult(name, period, state, summary.counts, summary.error)
     except Interrupted as exc:
         # The pipeline has recorded its ledger run as partial (RunInterrupted).
         result = TickResult(name, period, "lost" if lost.is_set() else "stopped", check.counts(), str(exc))
@@ -226,19 +226,6 @@ def _finish_claim(claims: Claims, name: str, period: str, holder: str, state: st
         attempts = next(r["attempts"] for r in claims.rows(name) if r["period"] == period)
         delay = min(retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
         claims.finish(name, period, holder, "partial", now, retry_at=now + timedelta(seconds=delay))
-
-
-def _counts(summary) -> dict:
-    return {"envelopes": summary.envelopes, "sent": len(summary.sent), "already": len(summary.already),
-            "failed": len(summary.failed), "in_doubt": len(summary.in_doubt),
-            "render_failures": len(summary.render_failures)}
-
-
-def _problems(summary) -> str | None:
-    problems = [f"{who}: {why}" for who, why, _code in summary.failed]
-    problems += [f"account {a}: {why}" for a, why in summary.render_failures.items()]
-    problems += [f"{who}: in doubt (check the mailbox, then `reporter run --resend`)" for who in summary.in_doubt]
-    return "; ".join(problems) or None
 
 
 class _StopCheck:
