@@ -6,7 +6,8 @@ and is dropped afterwards:
 * ``windows`` — per window name, one row per period: the window's bounds, its length
   in months and the bounds of the prior and year-earlier windows. KPIs compute every
   period in one query by joining against it.
-* ``grid`` — accounts × periods of one window, so that every account gets a row.
+* ``grid`` — accounts × periods of one window, so that every account gets a row (a derived table:
+  the final query makes its few rows for less than storing them costs).
 * ``scopes`` — optionally, named subsets of the accounts (the scorecard computes a KPI only for
   the accounts whose tier uses it). While ``Tables.scope`` names one, the grid and the event
   stats cover only its accounts; everything per account is computed exactly as without it.
@@ -49,6 +50,7 @@ from ..config.entities import ENTITIES, TIMESTAMP
 from .periods import Period, Window, prior_window, window_bounds, year_earlier
 
 EPOCH = date(1970, 1, 1)
+EPOCH_SQL = "DATE '1970-01-01'"  # + a day number (INTEGER) is that DATE
 # Stands for "no start" (lifetime windows), so joins need no "OR start IS NULL".
 OPEN_START = date(1, 1, 1)
 
@@ -233,14 +235,17 @@ class Running:
     # to 9999 lie within ±2^22), the group above.
     SHIFT = 32
     NO_KEY = -(1 << 31)  # a key before every day number
+    MAX_GROUP = 1 << 31  # groups below it keep the composite within int64
 
     def __init__(self, table: pa.Table, group: np.ndarray, sums: tuple[str, ...]):
         key = table["k"].to_numpy().astype(np.int64)
         group = np.asarray(group, np.int64)
         self.table = table
-        self.order = np.lexsort((key, group))
+        # One stable sort of the composite is lexsort((key, group)) (the same order, ties kept) at half the cost.
+        composite = (group << self.SHIFT) + key
+        self.order = np.argsort(composite, kind="stable")
         self.group, self.key = group[self.order], key[self.order]
-        self._composite = (self.group << self.SHIFT) + self.key
+        self._composite = composite[self.order]
         self._sums: dict[str, np.ndarray] = {}
         for column in sums:
             self.add_sum(column, self.column(column))
@@ -254,6 +259,12 @@ class Running:
     def last_before(self, groups: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         """Positions of the last row before ``bounds`` in each group (or of the row before the group)."""
         return np.searchsorted(self._composite, (groups << self.SHIFT) + bounds, side="left") - 1
+
+    def distinct_groups(self) -> np.ndarray:
+        """The groups that have rows, ascending: np.unique without its sort, the rows being sorted by group."""
+        first = np.ones(len(self.group), bool)
+        np.not_equal(self.group[1:], self.group[:-1], out=first[1:])
+        return self.group[first]
 
     def first_row(self, groups: np.ndarray) -> np.ndarray:
         return np.searchsorted(self._composite, (groups << self.SHIFT) + self.NO_KEY, side="left")
@@ -389,13 +400,12 @@ class Tables:
         return self.once(("account_ids",), lambda: pa.array(self.scope_ids(None), pa.string()))
 
     def grid(self, window: str) -> str:
-        """Table: every account (of the current scope) × every period with the window columns, and gidx
+        """Subquery: every account (of the current scope) × every period with the window columns, and gidx
         (the output order: aidx × periods + pidx)."""
         n_periods = len(self.periods)
         scope = self.scope
         accounts = self.accounts() if scope is None else self.scope_accounts(scope)
-        return self.once(("grid", window, scope), lambda: self.create(
-            self.name("g", window) if scope is None else self.name("g", window, scope),
+        return self.once(("grid", window, scope), lambda: self.inline(
             f"SELECT a.account_id, a.since, a.aidx * {n_periods} + w.pidx AS gidx, w.* "
             f"FROM {accounts} a CROSS JOIN {self.windows(window)} w",
         ))
@@ -489,8 +499,10 @@ class Tables:
                 "coalesce(sum(value::{exact}), 0) AS total, max(day) AS last_day "
                 f"FROM ({source}) WHERE account_id IS NOT NULL AND day IS NOT NULL GROUP BY ALL")
             # One group per (account_id, key) pair; numpy sorts integer codes far faster than SQL sorts text.
+            # The pair's number is the group (ranked only if too large for Running): the same order either way.
             accounts, keys = _codes(table["account_id"]), _codes(table["key"])
-            _, group = np.unique(accounts * (int(keys.max(initial=0)) + 1) + keys, return_inverse=True)
+            pair = accounts * (int(keys.max(initial=0)) + 1) + keys
+            group = pair if pair.max(initial=0) < Running.MAX_GROUP else np.unique(pair, return_inverse=True)[1]
             return Running(table, group, ("cnt", "total"))
 
         if window not in self._event_windows:
@@ -498,7 +510,7 @@ class Tables:
 
         def build():
             running = self.once(("event_totals", name), totals)
-            groups = np.unique(running.group)
+            groups = running.distinct_groups()
             if scope is not None:
                 first_ids = running.take("account_id", running.first_row(groups))
                 groups = groups[pc.is_in(first_ids, pa.array(self.scopes[scope], pa.string())).to_numpy(
@@ -562,6 +574,18 @@ class Tables:
         return (f'CASE WHEN "{column}" >= {date_lit(first)} AND "{column}" < {date_lit(end)} THEN '
                 f'[{",".join(table)}][("{column}" - {date_lit(first)}) + 1] ELSE {month_start} END')
 
+    @staticmethod
+    def _bucket_days() -> str:
+        """first_day, last_day of an order bucket (columns b, dmask): a bucket lies within one month, so they
+        are its month start plus the lowest and the highest day bit of dmask. Cheaper on the buckets than
+        min("date") and max("date") over every order row, and the same days."""
+        month_start = f"(b - day({EPOCH_SQL} + b)::INTEGER + 1)"
+        mask = "dmask::BIGINT"
+        lowest = f"bit_count(({mask} & -({mask})) - 1)::INTEGER"  # trailing zeros
+        highest = f"(strlen(bin({mask}))::INTEGER - 1)"          # binary digits - 1
+        return (f"{EPOCH_SQL} + ({month_start} + {lowest}) AS first_day, "
+                f"{EPOCH_SQL} + ({month_start} + {highest}) AS last_day")
+
     def order_buckets(self) -> str:
         """Table: account_id, b (bucket start, day number), mo (year*12+month), amount, lines, margin,
         margin_amount, margin_lines, dmask (days of month with orders), first_day, last_day,
@@ -586,13 +610,15 @@ class Tables:
                 f"count(*) AS lines, sum(coalesce(amount - cost, margin)::{exact}) AS margin, "
                 f"sum(amount::{exact}) FILTER (WHERE cost IS NOT NULL OR margin IS NOT NULL) AS margin_amount, "
                 "count(coalesce(cost, margin)) AS margin_lines, "
-                'bit_or((1::UINTEGER) << (day("date") - 1)::UINTEGER) AS dmask, '
-                'min("date") AS first_day, max("date") AS last_day'
+                'bit_or((1::UINTEGER) << (day("date") - 1)::UINTEGER) AS dmask'
                 + "".join(", " + m for m in [*masks, *custom])
                 + f' FROM orders WHERE account_id IS NOT NULL AND "date" < {date_lit(end)} GROUP BY ALL'
             )
-            return self.create(self.name("ob"), f"SELECT *, year(first_day) * 12 + month(first_day) AS mo "
-                                                f"FROM ({aggregate})")
+            rest = "".join(f", {c}" for c in [*(f"pm{k}" for k in range(len(masks))), *partials])
+            return self.create(
+                self.name("ob"), "SELECT account_id, b, amount, lines, margin, margin_amount, margin_lines, dmask, "
+                f"{self._bucket_days()}{rest}, year({EPOCH_SQL} + b) * 12 + month({EPOCH_SQL} + b) AS mo "
+                f"FROM ({aggregate})")
 
         def build_or_fall_back() -> str:
             # A custom partial aggregate that fails on the data is dropped (its KPI aggregates the rows).

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config.models import WarningThresholds
 from .periods import Period, window_bounds
-from .tables import table_columns
+from .tables import table_columns, unique_columns
 
 CODES = ("order_drop", "complaints_up", "nps_detractor", "no_contact", "low_p_alive", "health_drop")
 RECENT_DAYS = 90
@@ -183,7 +183,9 @@ class _Facts:
         self.orders: dict[str, tuple[int, float, int, float]] = {}
         order_cols = table_columns(con, "orders")
         if {"account_id", "date"} <= order_cols:
-            counts = _order_counts(con, "order_id" in order_cols, recent_start, year.start, end)
+            # Lines share an order only through an order_id, which the loader keeps unique (each line its own order).
+            may_share = "order_id" in order_cols and "order_id" not in unique_columns(con, "orders")
+            counts = _order_counts(con, may_share, recent_start, year.start, end)
             for account_id in account_ids:
                 recent, in_year = counts.get(account_id, (0, 0))
                 # An account younger than a window is measured over its own age, so that a new
@@ -234,16 +236,17 @@ class _Facts:
         return {}
 
 
-def _order_counts(con, has_order_id: bool, recent: date, year: date, end: date) -> dict[str, tuple[int, int]]:
+def _order_counts(con, may_share: bool, recent: date, year: date, end: date) -> dict[str, tuple[int, int]]:
     """Orders per account in [recent, end) and in [year, end).
 
     An order with several lines counts once, in each window one of its lines is in; a line without
     an order_id is an order of its own. Distinct order_ids cost a large hash table, so they are
-    counted only when two lines of the year may share one (equal hashes): otherwise every line is
-    an order of its own, as it is in loaded data (order_id is unique there).
+    counted only when two lines of the year may share one: ``may_share`` (order_ids present and not
+    known to be unique) and equal hashes. Otherwise every line is an order of its own, as it is in
+    loaded data (the loader rejects a repeated order_id and marks the column, see unique_columns).
     """
     params = {"recent": recent, "year": year, "end": end}
-    if has_order_id and _shared_order_ids(con, year, end):
+    if may_share and _shared_order_ids(con, year, end):
         rows = con.execute(
             "select account_id, count(*) filter (where last >= $recent), count(*) from ("
             "  select account_id, max(date) as last from orders where date >= $year and date < $end"

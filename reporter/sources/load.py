@@ -12,7 +12,7 @@ from ..config.entities import ENTITIES
 from ..config.models import Source
 from ..errors import DataError, Issue
 from . import files, sql
-from .base import Context, Raw, sql_ident
+from .base import Context, Raw, sql_ident, sql_literal
 from .result import LoadResult, RejectedRow, SourceSummary
 from .validate import DUCK_TYPES, stage
 
@@ -24,6 +24,10 @@ READERS: dict[str, Callable[[Source, Context], Raw]] = {
     "sql": sql.read_sql,
     "duckdb": sql.read_duckdb,
 }
+
+# The comment on a loaded table's single-column key (information_schema.columns.column_comment): its
+# non-NULL values are unique, as stage() rejected every repeat. Compute may skip checking that itself.
+UNIQUE_KEY_COMMENT = "unique key: duplicates rejected on load"
 
 
 def load_sources(sources: dict[str, Source], root: Path, horizon: tuple[date, date]) -> LoadResult:
@@ -79,7 +83,16 @@ def _load(con, sources: dict[str, Source], root: Path, horizon: tuple[date, date
                                        len({r.row for r in staged.rejected})))
     if issues:
         raise DataError(issues)
+    _mark_unique_keys(con)
     counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in ENTITIES}
     pairs = "".join(f"{name}\t{fp}\n" for name, fp in sorted(fingerprints.items()))
     return LoadResult(con, counts, rejected, fingerprints, hashlib.sha256(pairs.encode()).hexdigest(), by_entity,
                       summaries)
+
+
+def _mark_unique_keys(con) -> None:
+    """Record on each single-column key that the loader kept it unique (see UNIQUE_KEY_COMMENT): a catalog
+    comment, no constraint, which would cost an index on load."""
+    for entity in ENTITIES.values():
+        if len(entity.key) == 1:
+            con.execute(f"COMMENT ON COLUMN {entity.name}.{sql_ident(entity.key[0])} IS {sql_literal(UNIQUE_KEY_COMMENT)}")

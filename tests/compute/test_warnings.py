@@ -111,6 +111,25 @@ def test_an_order_counts_in_each_window_one_of_its_lines_is_in():
         "Orders down 39% against the 12-month average (1 vs 1.7 per month)"
 
 
+def test_loaded_order_ids_are_known_unique_so_lines_are_not_scanned_for_shared_ones(monkeypatch):
+    from reporter.compute import warnings as module
+    from reporter.compute.periods import add_months
+    from reporter.compute.tables import unique_columns
+    from reporter.config import load_project
+    from reporter.sources import load_sources
+
+    config = load_project(DATA.parent)
+    loaded = load_sources(config.sources, config.root, (add_months(END, -36), END)).con
+    assert unique_columns(loaded, "orders") == {"order_id"}
+    assert unique_columns(synthetic_con(), "orders") == set()  # a hand-made table: checked row by row
+
+    def shared(*args):
+        raise AssertionError("the loader's unique order_id needs no scan")
+
+    monkeypatch.setattr(module, "_shared_order_ids", shared)
+    early_warnings(loaded, None, OCT, {"A1": "t"}, {}, {}, {})
+
+
 # --------------------------------------------------------------------------- complaints_up
 
 def add_tickets(con, days_before_end: list[int], complaint=True):
