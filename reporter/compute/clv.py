@@ -159,7 +159,7 @@ _LOG_PARAM_BOUND = 25.0  # parameters in [1.4e-11, 7.2e10]: wide, yet exp() cann
 _STATIONARY = 1e-5  # largest gradient entry (mean NLL per log-parameter) that counts as an optimum
 
 
-def _minimize_log_params(nll, x0: np.ndarray, model: str) -> np.ndarray:
+def _minimize_log_params(nll, x0: np.ndarray, model: str, accept_stall: bool = True) -> np.ndarray:
     """Minimise ``nll(log_params) -> (value, gradient)`` over log-parameters.
 
     Optimising log-parameters keeps them positive; the box only stops the line
@@ -171,8 +171,8 @@ def _minimize_log_params(nll, x0: np.ndarray, model: str) -> np.ndarray:
     res = minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
     # ABNORMAL: the line search found no lower point. Where the gradient is already ~0 that is
     # the optimum reached to machine precision (seen on a flat ridge of the sample data), not
-    # a failure; anywhere else it is one.
-    stationary = res.status == 2 and np.all(np.isfinite(res.jac)) and np.max(np.abs(res.jac)) < _STATIONARY
+    # a failure (unless the caller asks for a clean convergence); anywhere else it is one.
+    stationary = accept_stall and res.status == 2 and np.all(np.isfinite(res.jac)) and np.max(np.abs(res.jac)) < _STATIONARY
     if not (res.success or stationary) or not np.all(np.isfinite(res.x)):
         raise ValueError(f"{model} fit did not converge ({res.message}); try a larger penalizer")
     if np.any(np.abs(res.x) > _LOG_PARAM_BOUND - 1):
@@ -232,8 +232,11 @@ def _mean_nll(loglik, log_params: np.ndarray, penalizer: float, *data):
     return value, params * (-grad.mean(axis=1) + 2 * penalizer * params)
 
 
-def fit_bgnbd(frequency, recency, T, penalizer: float = 0.0) -> BgNbdParams:
+def fit_bgnbd(frequency, recency, T, penalizer: float = 0.0, *, accept_stall: bool = True) -> BgNbdParams:
     """Maximum-likelihood BG/NBD fit; penalizer adds ``penalizer * sum(params**2)``.
+
+    ``accept_stall`` False: a line search that stalls where the gradient is ~0 is a failure too
+    (ValueError), not an optimum.
 
     Like lifetimes, time is rescaled so that max(T) == 1 during the fit: this
     conditions the optimiser and makes the alpha penalty independent of the
@@ -251,7 +254,7 @@ def fit_bgnbd(frequency, recency, T, penalizer: float = 0.0) -> BgNbdParams:
     def nll(log_params):
         return _mean_nll(_bgnbd_loglik, log_params, penalizer, x, t_x, T)
 
-    r, alpha, a, b = _minimize_log_params(nll, np.full(4, np.log(0.5)), "BG/NBD")
+    r, alpha, a, b = _minimize_log_params(nll, np.full(4, np.log(0.5)), "BG/NBD", accept_stall)
     return BgNbdParams(r=float(r), alpha=float(alpha / scale), a=float(a), b=float(b))
 
 

@@ -355,6 +355,29 @@ def _model(call, name: str):
         raise _NoModel(f"the {name} model could not be fitted: {exc}") from None
 
 
+# The scorecard's BG/NBD fits, tried in turn (KPIS.md: "with a small penalizer option"): the
+# first that converges cleanly is used.
+BGNBD_PENALIZERS = (0.0, 1e-4, 1e-3, 1e-2)
+
+
+def _fit_bgnbd(x: np.ndarray, recency: np.ndarray, age: np.ndarray) -> clv.BgNbdParams:
+    """The portfolio's BG/NBD fit: plain maximum likelihood, else the smallest penalizer that
+    converges cleanly, else the plain fit stalled at a ~zero gradient.
+
+    Where no account shows signs of dropping out, the plain likelihood has no maximum: a and b
+    grow together along a flat ridge until the line search stalls, at a point that depends on
+    the machine's rounding (the sample data stalled with a gradient under the threshold on one
+    CPU and above it on another, whose reviews then had no p_alive). A small penalty ends the
+    ridge, so such data get the same model on every machine.
+    """
+    for penalizer in BGNBD_PENALIZERS:
+        try:
+            return clv.fit_bgnbd(x, recency, age, penalizer=penalizer, accept_stall=False)
+        except ValueError:
+            continue
+    return clv.fit_bgnbd(x, recency, age)
+
+
 def _enough_repeaters(x: np.ndarray, name: str) -> None:
     repeaters = int((x > 0).sum())
     if repeaters < 2:
@@ -394,7 +417,7 @@ def _rfm(t: Tables) -> _Rfm:
                               "n": rfm["n"].astype("int64")})
         try:
             _enough_repeaters(x[latest], "BG/NBD")
-            bgnbd, failure = _model(lambda: clv.fit_bgnbd(x[latest], recency[latest], age[latest]), "BG/NBD"), ""
+            bgnbd, failure = _model(lambda: _fit_bgnbd(x[latest], recency[latest], age[latest]), "BG/NBD"), ""
         except _NoModel as exc:
             bgnbd, failure = None, str(exc)
         return _Rfm(frame, x, recency, age, spend, latest, bgnbd, failure)

@@ -109,6 +109,8 @@ def test_a_line_search_stopped_at_a_stationary_point_is_an_optimum(cdnow, bgnbd,
     monkeypatch.setattr(clv_module, "minimize", stalled)
     params = fit_bgnbd(cdnow["frequency"], cdnow["recency"], cdnow["T"])
     assert tuple(params) == pytest.approx(tuple(bgnbd), rel=1e-9)
+    with pytest.raises(ValueError, match="did not converge"):  # the scorecard asks for a clean end first
+        fit_bgnbd(cdnow["frequency"], cdnow["recency"], cdnow["T"], accept_stall=False)
 
 
 def test_bgnbd_fit_needs_a_repeat_buyer():
