@@ -88,6 +88,24 @@ def test_png_is_deterministic_and_svg_only_by_default():
     assert [c.png for c in first] == [c.png for c in second]
 
 
+def test_png_holds_exactly_the_canvas_pixels():
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from reporter.render import charts
+
+    fig = Figure(figsize=(3.1, 1.3), dpi=97)  # odd sizes: rows whose length is not a multiple of 4
+    ax = fig.add_subplot()
+    ax.bar(range(5), [3, 1, 4, 1, 5], color="#E69F00")
+    ax.text(0.5, 0.5, "Σ 42", transform=ax.transAxes)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    decoded = Image.open(io.BytesIO(charts._png_bytes(canvas)))
+    assert decoded.mode == "RGB"
+    assert np.array_equal(np.asarray(decoded), np.asarray(canvas.buffer_rgba())[..., :3])
+
+
 def test_png_pixel_data_goes_into_the_pdf_as_is():
     image = Image.new("RGB", (7, 3), "#0072B2")
     out = io.BytesIO()
