@@ -45,7 +45,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import ListedColormap
@@ -382,42 +382,6 @@ def _print_svg(fig: Figure, title: str, alt: str) -> str:
             + svg[head.end():])
 
 
-class _Renderer(RendererAgg):
-    """RendererAgg that keeps the glyph layout of each text it draws (glyphs and their offsets).
-
-    matplotlib shapes a text again every time it draws it (font fallback included; ~4 ms of a
-    review's charts), while labels repeat from review to review. A layout depends only on the
-    text, its font properties, the resolution and the hinting; the glyphs are still rendered at
-    each text's own position, so the pixels are the same (tested). A text no font covers fails
-    the render in ``pdf.check_font_coverage``, which reads every chart's texts, not here.
-    """
-
-    _layouts: "OrderedDict[tuple, tuple]" = OrderedDict()
-    _KEEP = 4096
-    _lock = threading.Lock()
-
-    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
-        if ismath or not (hasattr(self, "_draw_text_glyphs_and_boxes") and hasattr(self, "_prepare_font")):
-            return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
-        features = mtext.get_fontfeatures() if mtext is not None else None
-        language = mtext.get_language() if mtext is not None else None
-        flags = get_hinting_flag()
-        key = (s, prop, self.dpi, flags, features if features is None else tuple(features), language)
-        with self._lock:
-            glyphs = self._layouts.get(key)
-        if glyphs is None:
-            font = self._prepare_font(prop)
-            glyphs = tuple((item.ft_object, item.glyph_index, item.x, item.y)
-                           for item in font._layout(s, flags=flags, features=features, language=language))
-            with self._lock:  # under a copy of the properties, which the caller may change later
-                self._layouts[(s, prop.copy(), *key[2:])] = glyphs
-                while len(self._layouts) > self._KEEP:
-                    self._layouts.popitem(last=False)
-        size = prop.get_size_in_points()
-        self._draw_text_glyphs_and_boxes(
-            gc, x, y, angle, ((ft, size, index, 0, 1, dx, dy) for ft, index, dx, dy in glyphs), [])
-
-
 class _Canvas(FigureCanvasAgg):
     """An Agg canvas that draws with one renderer per image size for the whole process.
 
@@ -434,7 +398,7 @@ class _Canvas(FigureCanvasAgg):
         key = (w, h, self.figure.dpi)
         renderer = self._renderers.pop(key, None)
         if renderer is None:
-            renderer = _Renderer(w, h, self.figure.dpi)
+            renderer = RendererAgg(w, h, self.figure.dpi)
             while len(self._renderers) >= self._KEEP:
                 self._renderers.popitem(last=False)
         self._renderers[key] = renderer

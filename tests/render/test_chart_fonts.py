@@ -31,25 +31,3 @@ def test_nothing_is_added_when_the_list_is_current():
     charts.register_system_fonts.cache_clear()
     assert charts.register_system_fonts() == ()
 
-
-def _drawn(renderer_class, texts, prop):
-    import numpy as np
-
-    renderer = renderer_class(300, 80, 150)
-    gc = renderer.new_gc()
-    gc.set_foreground("#1f2933")
-    for i, text in enumerate(texts * 2):  # each text twice: the second draw uses the kept layout
-        renderer.draw_text(gc, 3.3 + 37 * (i % 8), 20.6 + 7 * (i // 8), text, prop, 0.0)
-    return np.asarray(renderer.buffer_rgba()).copy()
-
-
-def test_kept_text_layouts_draw_the_same_pixels():
-    import numpy as np
-    from matplotlib.backends.backend_agg import RendererAgg
-
-    prop = font_manager.FontProperties(family=["Noto Sans", "Noto Sans CJK SC"], size=6.5)
-    texts = ["Procurement", "60 h", "12k", "收入增长", "R&D"]
-    charts._Renderer._layouts.clear()
-    assert np.array_equal(_drawn(charts._Renderer, texts, prop), _drawn(RendererAgg, texts, prop))
-    assert any(key[0] == "收入增长" for key in charts._Renderer._layouts)
-
