@@ -219,3 +219,28 @@ def test_letter_page_size(synthetic, tmp_path):
                              formats=("pdf",), generated_at=synthetic.generated_at, report_id=synthetic.report_id)[0]
     box = PdfReader(artifact.path).pages[0].mediabox
     assert (round(float(box.width)), round(float(box.height))) == (612, 792)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_garbage_collector_left_as_it_was(enabled):
+    """The collector is paused while WeasyPrint makes a document, and left as the caller had it, also on failure."""
+    import gc
+    from datetime import datetime, timezone
+
+    from reporter.config import BUILTIN_TEMPLATES
+    from reporter.errors import RenderError
+    from reporter.render.pdf import render_pdf
+
+    moment = datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc)
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"></head><body><p>Collector</p>{}'
+            "</body></html>")
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        render_pdf(page.format(""), BUILTIN_TEMPLATES, {"title": "t"}, moment)
+        assert gc.isenabled() is enabled
+        with pytest.raises(RenderError):
+            render_pdf(page.format('<img src="https://example.com/x.png">'), BUILTIN_TEMPLATES, {"title": "t"}, moment)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -156,6 +156,12 @@ def test_uncovered_character_in_html_fails_before_rendering():
         render_pdf(_page("<p>\U0001F9FF</p>"), BUILTIN_TEMPLATES, META, GENERATED)
 
 
+@pytest.mark.parametrize("reference", ["&#x1F9FF;", "&#129535;"])
+def test_uncovered_character_written_as_a_reference_fails(reference):
+    with pytest.raises(RenderError, match="U\\+1F9FF"):
+        render_pdf(_page(f"<p>{reference}</p>"), BUILTIN_TEMPLATES, META, GENERATED)
+
+
 # --------------------------------------------------------------------------- file names
 
 def test_file_names_from_id_and_slug():
