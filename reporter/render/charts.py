@@ -45,11 +45,12 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font, RenderMode
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -382,6 +383,58 @@ def _print_svg(fig: Figure, title: str, alt: str) -> str:
             + svg[head.end():])
 
 
+# matplotlib 3.11's Agg text internals, which _Renderer's fast path drives; other versions draw as usual.
+_FAST_TEXT = matplotlib.__version__.startswith("3.11.") and all(
+    hasattr(FT2Font, name) for name in ("_layout", "_render_glyph", "_set_transform"))
+_UNROTATED = np.array([[0x10000, 0], [0, 0x10000]])  # FreeType's 16.16 identity matrix
+
+
+class _Renderer(RendererAgg):
+    """RendererAgg with a faster way to draw unrotated text set in one font (no fallback glyphs).
+
+    matplotlib 3.11 shapes every text again on each draw (~0.3 ms) and sets the font size again
+    before every glyph, which makes FreeType redo its per-size work (~40 us a glyph). Here each
+    text's glyph ids and offsets are kept (they depend only on the text, the font file, the size,
+    the resolution and the hinting), the size is set once per text, and each glyph is rendered
+    at the same position as matplotlib would: the pixels are the same (tested). No FT2Font object
+    is kept: the font comes from matplotlib's own cache on every draw. ~12 ms a review.
+    """
+
+    _layouts: "OrderedDict[tuple, tuple]" = OrderedDict()
+    _KEEP = 4096
+    _lock = threading.Lock()
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or angle or not _FAST_TEXT:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+        font = self._prepare_font(prop)
+        features = mtext.get_fontfeatures() if mtext is not None else None
+        language = mtext.get_language() if mtext is not None else None
+        flags = get_hinting_flag()
+        size = prop.get_size_in_points()
+        key = (s, font.fname, size, self.dpi, flags, features if features is None else tuple(features), language)
+        with self._lock:
+            glyphs = self._layouts.get(key)
+        if glyphs is None:
+            items = font._layout(s, flags=flags, features=features, language=language)
+            if any(item.ft_object is not font for item in items):  # a fallback font: matplotlib's own way
+                return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+            glyphs = tuple((item.glyph_index, item.x, item.y) for item in items)
+            with self._lock:
+                self._layouts[key] = glyphs
+                while len(self._layouts) > self._KEEP:
+                    self._layouts.popitem(last=False)
+        font.set_size(size, self.dpi)
+        mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
+        for index, dx, dy in glyphs:  # as RendererAgg._draw_text_glyphs_and_boxes at angle 0
+            font._set_transform(_UNROTATED, [round(0x40 * (x + dx)), round(0x40 * (self.height - y + dy))])
+            bitmap = font._render_glyph(index, flags, mode)
+            buffer = bitmap.buffer
+            if mode is RenderMode.MONO:
+                buffer *= 0xff
+            self._renderer.draw_text_image(buffer, bitmap.left, int(self.height) - bitmap.top + buffer.shape[0], 0, gc)
+
+
 class _Canvas(FigureCanvasAgg):
     """An Agg canvas that draws with one renderer per image size for the whole process.
 
@@ -398,7 +451,7 @@ class _Canvas(FigureCanvasAgg):
         key = (w, h, self.figure.dpi)
         renderer = self._renderers.pop(key, None)
         if renderer is None:
-            renderer = RendererAgg(w, h, self.figure.dpi)
+            renderer = _Renderer(w, h, self.figure.dpi)
             while len(self._renderers) >= self._KEEP:
                 self._renderers.popitem(last=False)
         self._renderers[key] = renderer

@@ -31,3 +31,31 @@ def test_nothing_is_added_when_the_list_is_current():
     charts.register_system_fonts.cache_clear()
     assert charts.register_system_fonts() == ()
 
+
+
+def _drawn(renderer_class, texts, prop, antialiased=True):
+    import numpy as np
+
+    renderer = renderer_class(300, 80, 150)
+    gc = renderer.new_gc()
+    gc.set_foreground("#1f2933")
+    gc.set_antialiased(antialiased)
+    for i, text in enumerate(texts * 2):  # each text twice: the second draw uses the kept glyphs
+        renderer.draw_text(gc, 3.3 + 37 * (i % 8), 20.6 + 7 * (i // 8), text, prop, 0.0)
+    renderer.draw_text(gc, 150.2, 60.4, texts[0], prop, 30.0)  # rotated: matplotlib's own way
+    return np.asarray(renderer.buffer_rgba()).copy()
+
+
+@pytest.mark.parametrize("antialiased", [True, False])
+def test_the_fast_text_path_draws_matplotlibs_pixels(antialiased):
+    import numpy as np
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    prop = font_manager.FontProperties(family=["Noto Sans", "Noto Sans CJK SC"], size=6.5)
+    texts = ["Procurement", "60 h", "-12.5k", "收入增长", "R&D 2026"]  # 收入增长: fallback glyphs
+    charts._Renderer._layouts.clear()
+    fast = _drawn(charts._Renderer, texts, prop, antialiased)
+    assert np.array_equal(fast, _drawn(RendererAgg, texts, prop, antialiased))
+    assert fast[..., :3].min() < 128  # something was drawn
+    kept = {key[0] for key in charts._Renderer._layouts}
+    assert not charts._FAST_TEXT or ("Procurement" in kept and "收入增长" not in kept)
