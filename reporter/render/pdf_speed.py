@@ -28,6 +28,9 @@ PDFs (checked with the patch on and off):
 * PNG images: an 8-bit RGB or grey, non-interlaced PNG goes into the PDF with its own compressed
   pixel data (a PNG's IDAT is what a PDF Flate image with PNG predictors holds) instead of being
   decoded and compressed again (~8 ms a chart).
+* Backgrounds: a box whose style has square corners and no background, border image, mask or
+  shadow gets its (absent) background from one answer per style instead of a dozen style
+  lookups per box and page (~6 ms a review).
 * HTML parsing: tinyhtml5 (WeasyPrint's parser) caches the regular expression of each character
   class it scans for under the wrong key, so it builds one for every scan; the cache is filled
   under the right key (a third of the parsing time, ~10 ms a review).
@@ -38,6 +41,7 @@ stylesheet cache per thread).
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
@@ -87,6 +91,7 @@ def install() -> bool:
             _patch_layout_contexts()
             _patch_png()
             _patch_html_parser()
+            _patch_backgrounds()
             _installed = True
     return True
 
@@ -488,6 +493,53 @@ def _patch_png() -> None:
         return original(pillow_image)
 
     images.RasterImage._get_png_data = staticmethod(get_png_data)
+
+
+# --------------------------------------------------------------------------- backgrounds
+
+_ZERO = (0, "px")
+
+
+def _plain_background(style) -> bool:
+    """Whether boxes of ``style`` get no background and square corners from WeasyPrint 70's
+    ``layout_box_backgrounds`` (kept on the style: computed styles do not change once made)."""
+    plain = style.__dict__.get("_reporter_plain_background")
+    if plain is None:
+        from weasyprint.draw.color import get_color
+
+        plain = (all(_ZERO in style[f"border_{corner}_radius"]
+                     for corner in ("top_left", "top_right", "bottom_right", "bottom_left"))
+                 and style["border_image_source"][0] == "none" and style["mask_border_source"][0] == "none"
+                 and (style["visibility"] == "hidden"
+                      or (get_color(style, "background_color").alpha == 0
+                          and not any(value for type_, value in style["background_image"] if type_ != "url")
+                          and all(type_ != "url" for type_, _ in style["background_image"])))
+                 and not style["box_shadow"])
+        style.__dict__["_reporter_plain_background"] = plain
+    return plain
+
+
+def _patch_backgrounds() -> None:
+    """``layout_box_backgrounds`` looks up a dozen style values for every box of every page to find
+    that most boxes have no background. A box whose style has square corners, no border or mask
+    image, and a transparent background without images or shadow gets what WeasyPrint gives it
+    (zero corner radii, no background) from one answer per style; its children go the usual way."""
+    from weasyprint.layout import background
+
+    original = background.layout_box_backgrounds
+
+    @functools.wraps(original)
+    def layout_box_backgrounds(page, box, get_image_from_uri, layout_children=True, style=None):
+        if style is not None or box is page or not _plain_background(box.style):
+            return original(page, box, get_image_from_uri, layout_children, style)
+        box.border_top_left_radius = box.border_top_right_radius = (0, 0)
+        box.border_bottom_right_radius = box.border_bottom_left_radius = (0, 0)
+        if layout_children:
+            for child in box.all_children():
+                background.layout_box_backgrounds(page, child, get_image_from_uri)
+        box.background = None
+
+    background.layout_box_backgrounds = layout_box_backgrounds
 
 
 # --------------------------------------------------------------------------- HTML parser

@@ -244,3 +244,32 @@ def test_garbage_collector_left_as_it_was(enabled):
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_plain_backgrounds_shortcut_draws_what_weasyprint_draws(monkeypatch):
+    """pdf_speed gives boxes without any background their (absent) background from one answer per
+    style; boxes with colours, rounded corners, shadows or hidden ones go WeasyPrint's way: the
+    same PDF either way."""
+    from datetime import datetime, timezone
+
+    from weasyprint.layout import background
+
+    from reporter.config import BUILTIN_TEMPLATES
+    from reporter.render import pdf_speed
+    from reporter.render.pdf import render_pdf
+
+    moment = datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc)
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
+            "th { background: #f4f6f8 } .chip { border-radius: 3px; background: #009E73; color: white }"
+            " .shadow { box-shadow: 2px 2px 3px #888 } .hidden { visibility: hidden; background: red }"
+            " .round { border-radius: 4px; border: 1px solid #ccc }"
+            "</style></head><body><h1>Backgrounds</h1><table><tr><th>KPI</th><td>plain</td></tr>"
+            '<tr><th>Status</th><td><span class="chip">On target</span></td></tr></table>'
+            '<p class="shadow">shadow</p><p class="hidden">hidden</p><div class="round"><p>inside</p></div>'
+            + "<p>filler</p>" * 80 + "</body></html>")
+    assert pdf_speed.install()
+    patched = background.layout_box_backgrounds
+    assert patched.__wrapped__ is not patched
+    shortcut = render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment)
+    monkeypatch.setattr(background, "layout_box_backgrounds", patched.__wrapped__)
+    assert render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment) == shortcut
