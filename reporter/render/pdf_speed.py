@@ -31,6 +31,8 @@ PDFs (checked with the patch on and off):
 * Backgrounds: a box whose style has square corners and no background, border image, mask or
   shadow gets its (absent) background from one answer per style instead of a dozen style
   lookups per box and page (~6 ms a review).
+* Colours: a computed colour is parsed once per declared value and colour scheme, not once per
+  style (~380 parses a review).
 * HTML parsing: tinyhtml5 (WeasyPrint's parser) caches the regular expression of each character
   class it scans for under the wrong key, so it builds one for every scan; the cache is filled
   under the right key (a third of the parsing time, ~10 ms a review).
@@ -92,6 +94,7 @@ def install() -> bool:
             _patch_png()
             _patch_html_parser()
             _patch_backgrounds()
+            _patch_colors()
             _installed = True
     return True
 
@@ -540,6 +543,37 @@ def _patch_backgrounds() -> None:
         box.background = None
 
     background.layout_box_backgrounds = layout_box_backgrounds
+
+
+# --------------------------------------------------------------------------- colours
+
+def _patch_colors() -> None:
+    """Every computed colour property of every style (~380 a review, most of them the initial
+    ``currentcolor`` of text decorations) is parsed again by tinycss2. The parse depends only on
+    the declared value and the colour scheme: it is kept per pair (a declared token by identity;
+    the token is held, so its id is never another's) and the same immutable value returned."""
+    from weasyprint.css import computed_values
+
+    original = computed_values.color
+    kept: dict[tuple, tuple] = {}
+
+    @functools.wraps(original)
+    def color(style, name, values):
+        scheme = style["color_scheme"]
+        key = (values if isinstance(values, str) else id(values), scheme)
+        try:
+            entry = kept.get(key)
+        except TypeError:  # an unhashable scheme
+            return original(style, name, values)
+        if entry is None:
+            entry = (values, original(style, name, values))
+            if len(kept) < 4096:
+                kept[key] = entry
+        return entry[1]
+
+    for prop, function in list(computed_values.COMPUTER_FUNCTIONS.items()):
+        if function is original:
+            computed_values.COMPUTER_FUNCTIONS[prop] = color
 
 
 # --------------------------------------------------------------------------- HTML parser

@@ -273,3 +273,31 @@ def test_plain_backgrounds_shortcut_draws_what_weasyprint_draws(monkeypatch):
     shortcut = render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment)
     monkeypatch.setattr(background, "layout_box_backgrounds", patched.__wrapped__)
     assert render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment) == shortcut
+
+
+def test_kept_colours_draw_what_weasyprint_draws(monkeypatch):
+    """pdf_speed parses each declared colour once per colour scheme: the same PDF as parsing it for
+    every style, with named, hex, rgba, transparent and currentcolor values and two schemes."""
+    from datetime import datetime, timezone
+
+    from weasyprint.css import computed_values
+
+    from reporter.config import BUILTIN_TEMPLATES
+    from reporter.render import pdf_speed
+    from reporter.render.pdf import render_pdf
+
+    moment = datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc)
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
+            "p { color: #0b3d91; border-bottom: 1px solid currentcolor; text-decoration: underline }"
+            " .a { color: rgba(213, 94, 0, 0.6); background: gray } .b { color: teal; outline: 2px dotted }"
+            " .c { background: transparent; color: light-dark(#111, #eee); color-scheme: dark }"
+            "</style></head><body>"
+            + '<p>one</p><p class="a">two</p><p class="b">three</p><p class="c">four</p>' * 5 + "</body></html>")
+    assert pdf_speed.install()
+    kept = computed_values.COMPUTER_FUNCTIONS["color"]
+    assert kept.__wrapped__ is not kept
+    first = render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment)
+    for prop, function in list(computed_values.COMPUTER_FUNCTIONS.items()):
+        if function is kept:
+            monkeypatch.setitem(computed_values.COMPUTER_FUNCTIONS, prop, kept.__wrapped__)
+    assert render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment) == first
