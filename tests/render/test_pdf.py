@@ -246,19 +246,24 @@ def test_garbage_collector_left_as_it_was(enabled):
         (gc.enable if was else gc.disable)()
 
 
-def test_plain_backgrounds_shortcut_draws_what_weasyprint_draws(monkeypatch):
-    """pdf_speed gives boxes without any background their (absent) background from one answer per
-    style; boxes with colours, rounded corners, shadows or hidden ones go WeasyPrint's way: the
-    same PDF either way."""
+def _patched_pdf(page: str) -> bytes:
+    """``page`` as a PDF with pdf_speed's patches installed (as every render has them)."""
     from datetime import datetime, timezone
-
-    from weasyprint.layout import background
 
     from reporter.config import BUILTIN_TEMPLATES
     from reporter.render import pdf_speed
     from reporter.render.pdf import render_pdf
 
-    moment = datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc)
+    assert pdf_speed.install()
+    return render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc))
+
+
+def test_plain_backgrounds_shortcut_draws_what_weasyprint_draws(monkeypatch):
+    """pdf_speed gives boxes without any background their (absent) background from one answer per
+    style; boxes with colours, rounded corners, shadows or hidden ones go WeasyPrint's way: the
+    same PDF either way."""
+    from weasyprint.layout import background
+
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
             "th { background: #f4f6f8 } .chip { border-radius: 3px; background: #009E73; color: white }"
             " .shadow { box-shadow: 2px 2px 3px #888 } .hidden { visibility: hidden; background: red }"
@@ -267,37 +272,28 @@ def test_plain_backgrounds_shortcut_draws_what_weasyprint_draws(monkeypatch):
             '<tr><th>Status</th><td><span class="chip">On target</span></td></tr></table>'
             '<p class="shadow">shadow</p><p class="hidden">hidden</p><div class="round"><p>inside</p></div>'
             + "<p>filler</p>" * 80 + "</body></html>")
-    assert pdf_speed.install()
+    shortcut = _patched_pdf(page)
     patched = background.layout_box_backgrounds
     assert patched.__wrapped__ is not patched
-    shortcut = render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment)
     monkeypatch.setattr(background, "layout_box_backgrounds", patched.__wrapped__)
-    assert render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment) == shortcut
+    assert _patched_pdf(page) == shortcut
 
 
 def test_kept_colours_draw_what_weasyprint_draws(monkeypatch):
     """pdf_speed parses each declared colour once per colour scheme: the same PDF as parsing it for
     every style, with named, hex, rgba, transparent and currentcolor values and two schemes."""
-    from datetime import datetime, timezone
-
     from weasyprint.css import computed_values
 
-    from reporter.config import BUILTIN_TEMPLATES
-    from reporter.render import pdf_speed
-    from reporter.render.pdf import render_pdf
-
-    moment = datetime(2026, 11, 1, 7, 0, tzinfo=timezone.utc)
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
             "p { color: #0b3d91; border-bottom: 1px solid currentcolor; text-decoration: underline }"
             " .a { color: rgba(213, 94, 0, 0.6); background: gray } .b { color: teal; outline: 2px dotted }"
             " .c { background: transparent; color: light-dark(#111, #eee); color-scheme: dark }"
             "</style></head><body>"
             + '<p>one</p><p class="a">two</p><p class="b">three</p><p class="c">four</p>' * 5 + "</body></html>")
-    assert pdf_speed.install()
+    first = _patched_pdf(page)
     kept = computed_values.COMPUTER_FUNCTIONS["color"]
     assert kept.__wrapped__ is not kept
-    first = render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment)
     for prop, function in list(computed_values.COMPUTER_FUNCTIONS.items()):
         if function is kept:
             monkeypatch.setitem(computed_values.COMPUTER_FUNCTIONS, prop, kept.__wrapped__)
-    assert render_pdf(page, BUILTIN_TEMPLATES, {"title": "t"}, moment) == first
+    assert _patched_pdf(page) == first
