@@ -1,5 +1,5 @@
 # reporter: the image a CronJob, a systemd unit or an Airflow task runs `reporter schedule --once` from.
-# Noto Sans for Latin and Noto CJK for Chinese text in PDFs; Pango and HarfBuzz subsetting for WeasyPrint.
+# Noto Sans (+ Symbols, both in fonts-noto-core) for Latin text and arrows, Noto CJK for Chinese text in PDFs; Pango and HarfBuzz subsetting for WeasyPrint.
 FROM python:3.11-slim
 
 RUN apt-get update \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages reporter needs beyond Python: Noto Sans (Latin text in PDFs and charts; a
-# 0.5 MB face where the 19 MB CJK one would otherwise be subset for every document), Noto CJK
+# System packages reporter needs beyond Python: Noto Sans and Noto Sans Symbols (Latin text and
+# arrows in PDFs and charts; small faces where the 19 MB CJK one would otherwise be subset for
+# every document; both in fonts-noto-core), Noto CJK
 # fonts (Chinese text), Pango and HarfBuzz subsetting for WeasyPrint, poppler-utils (pdftoppm)
 # for the PDF tests.
 # Installs them with apt-get when run as root; otherwise prints the exact command.
@@ -8,7 +9,8 @@ set -euo pipefail
 missing=()
 fonts=$(fc-list 2>/dev/null || true)   # captured first: grep -q closing the pipe early trips pipefail
 grep -qi "Noto Sans CJK" <<<"$fonts" || missing+=(fonts-noto-cjk)
-grep -q "NotoSans-Regular" <<<"$fonts" || missing+=(fonts-noto-core)
+grep -q "NotoSans-Regular" <<<"$fonts" && grep -q "NotoSansSymbols-Regular" <<<"$fonts" \
+  || missing+=(fonts-noto-core)
 command -v fc-list >/dev/null || missing+=(fontconfig)
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 libs=$(ldconfig -p 2>/dev/null || true)

@@ -51,7 +51,7 @@ from ..errors import Issue, RenderError
 from . import pdf_speed
 
 # The font stack of report_templates/styles/base.css; a test keeps the two in step.
-FONT_FAMILIES = ("Noto Sans", "Noto Sans CJK SC", "sans-serif")
+FONT_FAMILIES = ("Noto Sans", "Noto Sans Symbols", "Noto Sans CJK SC", "sans-serif")
 VARIANTS = (None, "pdf/a-3b")
 _SKIPPED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}  # controls and invisible format characters
 

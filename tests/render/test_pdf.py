@@ -92,6 +92,16 @@ def test_fonts_embedded(rendered):
         assert seen
 
 
+def test_english_review_sets_trend_arrows_without_the_cjk_face(rendered):
+    """Noto Sans has no arrows: they come from Noto Sans Symbols, drawn to match it, so an English
+    review embeds no subset of the 19 MB CJK face for them."""
+    reader = rendered.reader("en", "A001")
+    assert any(arrow in _text(reader) for arrow in "↑↓→")
+    fonts = {font.get_object()["/BaseFont"] for page in reader.pages for font in page["/Resources"]["/Font"].values()}
+    assert any("Noto-Sans-Symbols" in name for name in fonts), fonts
+    assert not any("CJK" in name for name in fonts), fonts
+
+
 def test_metadata_and_bookmarks(rendered):
     reader = rendered.reader("en", "A001")
     info = reader.metadata
