@@ -375,7 +375,12 @@ def _fit_bgnbd(x: np.ndarray, recency: np.ndarray, age: np.ndarray) -> clv.BgNbd
             return clv.fit_bgnbd(x, recency, age, penalizer=penalizer, accept_stall=False)
         except ValueError:
             continue
-    return clv.fit_bgnbd(x, recency, age)
+    try:
+        return clv.fit_bgnbd(x, recency, age)
+    except ValueError:
+        # clv's own message advises a larger penalizer, which the scorecard has already tried.
+        tried = ", ".join(f"{p:g}" for p in BGNBD_PENALIZERS[1:])
+        raise ValueError(f"it does not converge on these orders, plain or with a penalizer of {tried}") from None
 
 
 def _enough_repeaters(x: np.ndarray, name: str) -> None:

@@ -77,7 +77,8 @@ SENIORITIES = ("staff", "manager", "director", "executive")
 
 THEME: dict[str, object] = {
     # The documents' stack (styles/base.css): Noto Sans for Latin, Noto Sans CJK for Chinese, then
-    # DejaVu for what both lack (per-glyph fallback).
+    # DejaVu for what both lack (per-glyph fallback). The documents' Noto Sans Symbols is left out:
+    # it is there for arrows, and no chart draws one.
     "font.family": ["Noto Sans", "Noto Sans CJK SC", "DejaVu Sans"],
     "font.size": 7.0,
     "axes.titlesize": 7.0,
@@ -397,7 +398,7 @@ class _Renderer(RendererAgg):
     text's glyph ids and offsets are kept (they depend only on the text, the font file, the size,
     the resolution and the hinting), the size is set once per text, and each glyph is rendered
     at the same position as matplotlib would: the pixels are the same (tested). No FT2Font object
-    is kept: the font comes from matplotlib's own cache on every draw. ~12 ms a review.
+    is kept: the font comes from matplotlib's own cache on every draw. ~10 ms a review.
     """
 
     _layouts: "OrderedDict[tuple, tuple]" = OrderedDict()

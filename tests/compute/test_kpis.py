@@ -278,6 +278,22 @@ def test_clv_needs_two_accounts_with_repeat_purchases(kpi_defs):
     assert row(frame, "p_alive", "A2").note == "no orders to date"
 
 
+def test_a_fit_that_never_converges_says_what_was_tried(kpi_defs, monkeypatch):
+    """When no BG/NBD fit converges, the note names the penalizers already tried, not clv's advice
+    to try a larger one (which nobody running a scorecard can act on)."""
+    from types import SimpleNamespace
+
+    def stalled(fun, x0, **kwargs):  # L-BFGS-B stopping where the gradient is far from zero
+        return SimpleNamespace(success=False, status=2, message="ABNORMAL", x=np.asarray(x0, float),
+                               jac=np.ones(len(x0)))
+
+    monkeypatch.setattr(clv, "minimize", stalled)
+    frame = compute_kpis(connect(), {k: kpi_defs[k] for k in ("p_alive",)}, [PERIOD])
+    assert set(frame.status) == {NONE}
+    assert row(frame, "p_alive", "A1").note == ("the BG/NBD model could not be fitted: it does not converge on these "
+                                                "orders, plain or with a penalizer of 0.0001, 0.001, 0.01")
+
+
 def test_clv_inputs_match_the_reference_rfm_summary():
     """On a portfolio large enough to fit, p_alive and CLV equal the clv module applied to rfm_summary."""
     # Simulated from the BG/NBD story: Poisson buying at a gamma-distributed rate, dropping out
