@@ -36,13 +36,17 @@ once): the KPI library computes each KPI only for the accounts whose tier uses i
 which the warnings read, for all) straight into arrays (``KpiCells``: KPI × account × period);
 status, score and health are numpy over those arrays, with the same float operations in the same
 order as the scalar rule functions, so they give the same numbers to the last bit. A ``kpi_frame``
-given by the caller is read into the same arrays.
+given by the caller is read into the same arrays. The warnings' facts and the portfolio KPIs read only
+the loaded tables, so their queries run on a second connection (a cursor of the same database) in a
+thread of their own while the KPIs are computed: the KPI work leaves a core idle whenever it is in
+Python.
 """
 from __future__ import annotations
 
 import gc
 import math
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, datetime
 
@@ -55,7 +59,7 @@ from .cells import LOW_SAMPLE, NO_DATA, KpiCells
 from .kpis import compute_kpi_arrays, resolve_kpis
 from .periods import Period, add_months, trend_periods
 from .portfolio import UNASSIGNED, portfolio_kpis
-from .warnings import early_warnings
+from .warnings import Facts, early_warnings
 from .tables import table_columns
 
 TREND_LENGTH = 12
@@ -182,17 +186,10 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
     account_tiers = assign_tiers(con, tiers_cfg, period, all_accounts)
     listed = [a for a in all_accounts if _listed(a, period)]
     listed_tiers = {a["account_id"]: account_tiers[a["account_id"]] for a in listed}
-    if kpi_frame is None:
-        cells = compute_kpi_cells(
-            con, kpi_defs, periods, listed_tiers, tiers_cfg,
-            fiscal_year_start=config.project.fiscal_year_start,
-            clv_discount_rate=config.kpis.clv_monthly_discount_rate,
-        )
-        scores = score_accounts(cells, listed_tiers, tiers_cfg, kpi_defs, periods)
-        frame, p_alive = None, cells.last_values("p_alive")
-    else:
-        scores = score_accounts(kpi_frame, listed_tiers, tiers_cfg, kpi_defs, periods)
-        frame, p_alive = kpi_frame, None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side = pool.submit(_side_facts, con, period, account_tiers, list(listed_tiers))
+        scores, frame, p_alive = _scores_of(con, config, period, periods, kpi_defs, listed_tiers, kpi_frame)
+        facts, movements = side.result()
     results = [
         {
             "account_id": a["account_id"], "name": a["name"], "tier": account_tiers[a["account_id"]],
@@ -207,12 +204,11 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
     warnings = early_warnings(
         con, frame, period, listed_tiers,
         {name: tier.warnings for name, tier in tiers_cfg.tiers.items()},
-        health_now, health_prev, locale=config.project.locale, p_alive=p_alive,
+        health_now, health_prev, locale=config.project.locale, p_alive=p_alive, facts=facts,
     )
     for entry in results:
         entry["warnings"] = warnings.get(entry["account_id"], [])
 
-    movements = portfolio_kpis(con, period, account_tiers)
     tiers = _tier_summaries(results, tiers_cfg, kpi_defs, movements["tiers"])
     # The parts score_accounts and early_warnings build are JSON-ready already: only the fields read
     # from the accounts table that are not text (dates) go through _clean.
@@ -229,6 +225,29 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
         "accounts": accounts,
         **_clean({"tiers": tiers, "portfolio": {**movements["portfolio"], **_health_summary(results)}}),
     }
+
+
+def _scores_of(con, config: ProjectConfig, period: Period, periods: list[Period], kpi_defs,
+               listed_tiers: dict[str, str], kpi_frame: pd.DataFrame | None):
+    """(score_accounts' entries, the KPI frame the warnings read or None, p_alive per account or None)."""
+    tiers_cfg = config.tiers
+    if kpi_frame is not None:
+        return score_accounts(kpi_frame, listed_tiers, tiers_cfg, kpi_defs, periods), kpi_frame, None
+    cells = compute_kpi_cells(
+        con, kpi_defs, periods, listed_tiers, tiers_cfg,
+        fiscal_year_start=config.project.fiscal_year_start,
+        clv_discount_rate=config.kpis.clv_monthly_discount_rate,
+    )
+    return score_accounts(cells, listed_tiers, tiers_cfg, kpi_defs, periods), None, cells.last_values("p_alive")
+
+
+def _side_facts(con, period: Period, account_tiers: dict[str, str], listed_ids: list[str]):
+    """The warnings' facts and the portfolio KPIs, on a connection of their own (see _build_scorecard)."""
+    cursor = con.cursor()
+    try:
+        return Facts(cursor, period, listed_ids), portfolio_kpis(cursor, period, account_tiers)
+    finally:
+        cursor.close()
 
 
 def compute_kpi_cells(con, kpi_defs, periods: list[Period], account_tiers: dict[str, str], tiers_cfg: Tiers,

@@ -35,14 +35,17 @@ def early_warnings(
     health_prev: dict[str, float | None],
     locale: str = "en",
     p_alive: dict[str, float] | None = None,
+    facts: Facts | None = None,
 ) -> dict[str, list[dict]]:
     """Warnings per account of ``account_tiers`` (every account gets a list, possibly empty).
 
     Accounts whose tier has no thresholds (unassigned) are checked against the defaults.
     Each warning is ``{"code", "reason", "reasons": {"en", "zh_CN"}}``; ``reason`` is in ``locale``.
-    ``p_alive`` (account_id -> the period's p_alive) replaces reading it from ``kpi_frame``.
+    ``p_alive`` (account_id -> the period's p_alive) replaces reading it from ``kpi_frame``;
+    ``facts`` (``Facts(con, period, account_ids)`` for these accounts) replaces querying them here.
     """
-    facts = _Facts(con, period, list(account_tiers))
+    if facts is None:
+        facts = Facts(con, period, list(account_tiers))
     if p_alive is None:
         p_alive = _kpi_values(kpi_frame, "p_alive", period.label)
     result: dict[str, list[dict]] = {}
@@ -72,7 +75,7 @@ def _num(x: float) -> str:
 
 # --------------------------------------------------------------------------- the checks
 
-def _order_drop(facts: _Facts, account_id: str, limits: WarningThresholds):
+def _order_drop(facts: Facts, account_id: str, limits: WarningThresholds):
     counts = facts.orders.get(account_id)
     if counts is None:
         return None
@@ -94,7 +97,7 @@ def _order_drop(facts: _Facts, account_id: str, limits: WarningThresholds):
     )
 
 
-def _complaints_up(facts: _Facts, account_id: str, limits: WarningThresholds):
+def _complaints_up(facts: Facts, account_id: str, limits: WarningThresholds):
     now, prior = facts.complaints.get(account_id, (0, 0))
     if now < 2 or now < limits.complaint_ratio * prior:
         return None
@@ -105,7 +108,7 @@ def _complaints_up(facts: _Facts, account_id: str, limits: WarningThresholds):
     )
 
 
-def _nps_detractor(facts: _Facts, account_id: str, limits: WarningThresholds):
+def _nps_detractor(facts: Facts, account_id: str, limits: WarningThresholds):
     if not limits.nps_detractor or account_id not in facts.detractors:
         return None
     score, day, count = facts.detractors[account_id]
@@ -118,7 +121,7 @@ def _nps_detractor(facts: _Facts, account_id: str, limits: WarningThresholds):
     )
 
 
-def _no_contact(facts: _Facts, account_id: str, limits: WarningThresholds):
+def _no_contact(facts: Facts, account_id: str, limits: WarningThresholds):
     if not facts.has_interactions:
         return None
     last = facts.last_contact.get(account_id)
@@ -169,7 +172,7 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time())
 
 
-class _Facts:
+class Facts:
     """The raw numbers the checks need, for every account at once."""
 
     def __init__(self, con, period: Period, account_ids: list[str]):
