@@ -45,6 +45,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import matplotlib
 import numpy as np
+from isal import isal_zlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.collections import LineCollection, PolyCollection
@@ -322,6 +323,8 @@ class Chart:
 # chart; a PNG it embeds in a few milliseconds). Set for a block with ``image_formats``.
 IMAGE_FORMATS = ("svg", "png")
 PNG_DPI = 150
+# Deflate by ISA-L (isal) at its level 1: the same size as zlib's level 1 on charts (100 KiB for a
+# review's six) in a tenth of the time (1.1 against 11.8 ms a review).
 PNG_COMPRESS_LEVEL = 1
 _FORMATS: ContextVar[tuple[str, ...]] = ContextVar("chart_image_formats", default=("svg",))
 
@@ -481,8 +484,8 @@ def _png_dpi(fig: Figure) -> Iterator[None]:
 def _png_bytes(canvas: FigureCanvasAgg) -> bytes:
     """The canvas as an opaque 8-bit RGB PNG, every scanline unfiltered (filter type 0, no metadata).
 
-    Charts are mostly runs of flat colour, which zlib alone packs about as small as PNG's adaptive
-    filters do (measured: 17.9 vs 17.8 KiB a chart) in well under PIL's time (4.5 vs 7.3 ms).
+    Charts are mostly runs of flat colour, which deflate alone packs about as small as PNG's adaptive
+    filters do (measured: 17.9 vs 17.8 KiB a chart) in well under PIL's time.
     """
     rgba = np.asarray(canvas.buffer_rgba())
     height, width = rgba.shape[:2]
@@ -496,7 +499,7 @@ def _png_bytes(canvas: FigureCanvasAgg) -> bytes:
         pixels[..., channel] = rgba[..., channel]
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, not interlaced
     return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
-                     _png_chunk(b"IDAT", zlib.compress(rows, PNG_COMPRESS_LEVEL)), _png_chunk(b"IEND", b"")))
+                     _png_chunk(b"IDAT", isal_zlib.compress(rows, PNG_COMPRESS_LEVEL)), _png_chunk(b"IEND", b"")))
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
