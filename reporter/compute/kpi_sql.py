@@ -25,7 +25,9 @@ and is dropped afterwards:
   covers. The small result is registered as a table for the KPI queries.
 * ``event stats`` — the same for the other entities: rows counted, a value summed and the
   last day per account, key (say, department) and bucket (split for the windows of all the
-  KPIs), read once per source for every account and scope.
+  KPIs), read once per source for every account and scope. Those reads touch only the loaded
+  tables, so they run on a second connection (a cursor) in a thread of their own while the
+  caller goes on with the orders; ``settle()`` registers their tables before the KPI queries run.
 * ``rows in window`` — for the KPIs that need the rows themselves (ticket medians):
   each row once per window that holds it, shared by those KPIs.
 
@@ -38,6 +40,8 @@ from __future__ import annotations
 import bisect
 import json
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -308,6 +312,11 @@ class Tables:
         self.lean = False
         self._created: list[str] = []
         self._registered: list[str] = []  # Arrow tables the KPI queries read in place
+        # Event totals are read on a second connection in a thread of their own (see event_stats); the
+        # tables made from them are registered by settle(), before the KPI queries run.
+        self._side: ThreadPoolExecutor | None = None
+        self._side_con: duckdb.DuckDBPyConnection | None = None
+        self._pending: list[Callable[[], None]] = []
         self._cache: dict[tuple, object] = {}
         self._empty: dict[str, bool] = {}
 
@@ -326,7 +335,24 @@ class Tables:
         """A derived table used by one or two KPIs: left to the final query instead of stored."""
         return f"({sql})"
 
+    def settle(self) -> None:
+        """Register the tables whose rows are still being read on the side connection (see event_stats)."""
+        while self._pending:
+            self._pending.pop(0)()
+
+    def in_background(self, work: Callable[[duckdb.DuckDBPyConnection], object]) -> Future:
+        """``work(side connection)`` on the side thread: one at a time, in the order given."""
+        if self._side is None:
+            self._side_con = self.con.cursor()
+            self._side = ThreadPoolExecutor(max_workers=1)
+        return self._side.submit(work, self._side_con)
+
     def drop_all(self) -> None:
+        self._pending.clear()
+        if self._side is not None:
+            self._side.shutdown(wait=True)
+            self._side_con.close()
+            self._side = self._side_con = None
         for name in reversed(self._created):
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
         self._created.clear()
@@ -452,13 +478,14 @@ class Tables:
         self._registered.append(name)
         return name
 
-    def _fetch_exact(self, sql: str) -> pa.Table:
+    @staticmethod
+    def _fetch_exact(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         """The rows of ``sql``, whose ``{exact}`` is the type values are cast to, row by row, before being
         summed: the narrow exact decimal, or the wide one when a value does not fit the narrow."""
         try:
-            return self.con.sql(sql.format(exact=NARROW_EXACT)).to_arrow_table()
+            return con.sql(sql.format(exact=NARROW_EXACT)).to_arrow_table()
         except (duckdb.OutOfRangeException, duckdb.ConversionException):
-            return self.con.sql(sql.format(exact=EXACT)).to_arrow_table()
+            return con.sql(sql.format(exact=EXACT)).to_arrow_table()
 
     def window_ends(self, running: Running, groups: np.ndarray, window: str, shift: str = ""):
         """For each group of ``groups`` and period: (group, pidx, end, start), end and start being the row
@@ -486,18 +513,21 @@ class Tables:
 
         ``source`` selects account_id, key (VARCHAR, never NULL), day (DATE), value (DOUBLE or NULL)
         and is named ``name`` (one set of running totals per name). Like the orders, a window's
-        numbers are the running totals at its end minus those at its start."""
+        numbers are the running totals at its end minus those at its start.
+
+        The source's rows are read and summed up on the side connection while the caller goes on (the
+        orders scan, the Python between queries); the table is registered by settle()."""
 
         scope = self.scope
+        # For every account: a scope only picks groups (see build), so the scopes share one scan.
+        # Per bucket (like the orders, see _bucket_expression), not per day: far fewer rows.
+        bucket = self._bucket_expression("day", self._event_windows)
+        sql = (f"SELECT account_id, key, ({bucket})::BIGINT AS k, count(*) AS cnt, "
+               "coalesce(sum(value::{exact}), 0) AS total, max(day) AS last_day "
+               f"FROM ({source}) WHERE account_id IS NOT NULL AND day IS NOT NULL GROUP BY ALL")
 
-        def totals() -> Running:
-            # For every account: a scope only picks groups (see build), so the scopes share one scan.
-            # Per bucket (like the orders, see _bucket_expression), not per day: far fewer rows.
-            bucket = self._bucket_expression("day", self._event_windows)
-            table = self._fetch_exact(
-                f"SELECT account_id, key, ({bucket})::BIGINT AS k, count(*) AS cnt, "
-                "coalesce(sum(value::{exact}), 0) AS total, max(day) AS last_day "
-                f"FROM ({source}) WHERE account_id IS NOT NULL AND day IS NOT NULL GROUP BY ALL")
+        def totals(con: duckdb.DuckDBPyConnection) -> Running:
+            table = self._fetch_exact(con, sql)
             # One group per (account_id, key) pair; numpy sorts integer codes far faster than SQL sorts text.
             # The pair's number is the group (ranked only if too large for Running): the same order either way.
             accounts, keys = _codes(table["account_id"]), _codes(table["key"])
@@ -507,9 +537,10 @@ class Tables:
 
         if window not in self._event_windows:
             raise ValueError(f"event_stats for {window}: not among the windows the event buckets are split for")
+        table_name = self.name("es", name, window, shift or "cur", *([scope] if scope else []))
 
         def build():
-            running = self.once(("event_totals", name), totals)
+            running = self.once(("event_totals", name), lambda: self.in_background(totals)).result()
             groups = running.distinct_groups()
             if scope is not None:
                 first_ids = running.take("account_id", running.first_row(groups))
@@ -519,13 +550,18 @@ class Tables:
             cnt, total = running.between("cnt", end, start), running.between("total", end, start)
             keep = cnt > 0
             end = end[keep]
-            return self._register(
-                self.name("es", name, window, shift or "cur", *([scope] if scope else [])),
+            self._register(
+                table_name,
                 pa.table({"account_id": running.take("account_id", end), "key": running.take("key", end),
                           "pidx": p[keep], "cnt": cnt[keep], "total": total[keep] / 1e6,
                           "last_day": running.take("last_day", end)}))
 
-        return self.once(("event_stats", name, window, shift, scope), build)
+        def start() -> str:
+            self.once(("event_totals", name), lambda: self.in_background(totals))
+            self._pending.append(build)
+            return table_name
+
+        return self.once(("event_stats", name, window, shift, scope), start)
 
     def rows_in_window(self, entity: str, window: str) -> str:
         """Table: the entity's rows (all columns) once per period whose window holds them, with

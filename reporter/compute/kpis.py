@@ -833,6 +833,7 @@ def _collect(t: Tables, sql_kpis: list[KpiDef], queries: list[str], columns: str
              scopes: dict[str, str | None]) -> pa.Table:
     """All KPI queries in one statement (DuckDB runs them side by side); KPI by KPI when that fails,
     a custom KPI that fails on its own being reported instead (see _failed)."""
+    t.settle()  # the event tables the queries read, from the totals read in the background
     con = t.con
     try:
         return con.sql(f"{columns} ({' UNION ALL '.join(f'({q})' for q in queries)}){order}").to_arrow_table()
