@@ -297,7 +297,9 @@ def _patch_layout_contexts() -> None:
     """WeasyPrint makes a new Pango context for every text layout it measures (~40 us each, some
     40,000 times in a portfolio). A context only carries the font map, base direction and language,
     set once when it is made and never changed, so layouts with the same three share one: the
-    same shaping, the same bytes. Otherwise ``Layout.setup`` of WeasyPrint 70 as it is."""
+    same shaping, the same bytes. And what a layout takes from its style (context, font
+    description, decoration metrics, features) is worked out once per style, not once per layout.
+    Otherwise ``Layout.setup`` of WeasyPrint 70 as it is."""
     from weasyprint.text import line_break
     from weasyprint.text.constants import LST_TO_ISO, PANGO_DIRECTION
     from weasyprint.text.ffi import FROM_UNITS, ffi, gobject, pango, unicode_to_char_p
@@ -324,50 +326,58 @@ def _patch_layout_contexts() -> None:
             cached = contexts[key] = (pango_context, language)
         return cached
 
-    def setup(self, style):
-        self.style = style
-        self.first_line_direction = 0
-
+    def font_setup(style) -> tuple:
+        """What a layout of ``style`` is given: context, language, font description, decoration
+        metrics, font-feature attribute. WeasyPrint 70's ``Layout.setup`` as it is, once per style."""
         if style['font_language_override'] != 'normal':
             lang = LST_TO_ISO.get(style['font_language_override'].lower(), style['font_language_override'])
         elif style['lang']:
             lang = style['lang']
         else:
             lang = None
-        pango_context, self.language = context_for(
-            style.font_config.font_map, PANGO_DIRECTION[style['direction']], lang)
+        pango_context, language = context_for(style.font_config.font_map, PANGO_DIRECTION[style['direction']], lang)
 
         assert not isinstance(style['font_family'], str), 'font_family should be a list'
         font_description = get_font_description(style)
-        self.layout = ffi.gc(pango.pango_layout_new(pango_context), gobject.g_object_unref)
-        pango.pango_layout_set_auto_dir(self.layout, False)
-        pango.pango_layout_set_font_description(self.layout, font_description)
 
-        text_decoration = style['text_decoration_line']
-        if text_decoration != 'none':
-            metrics = ffi.gc(
-                pango.pango_context_get_metrics(pango_context, font_description, self.language),
-                pango.pango_font_metrics_unref)
-            self.ascent = FROM_UNITS * pango.pango_font_metrics_get_ascent(metrics)
-            self.underline_position = FROM_UNITS * pango.pango_font_metrics_get_underline_position(metrics)
-            self.strikethrough_position = FROM_UNITS * (
-                pango.pango_font_metrics_get_strikethrough_position(metrics))
-            self.underline_thickness = FROM_UNITS * pango.pango_font_metrics_get_underline_thickness(metrics)
-            self.strikethrough_thickness = FROM_UNITS * (
-                pango.pango_font_metrics_get_strikethrough_thickness(metrics))
-        else:
-            self.ascent = None
-            self.underline_position = None
-            self.strikethrough_position = None
+        metrics = (None, None, None)
+        if style['text_decoration_line'] != 'none':
+            kept = ffi.gc(pango.pango_context_get_metrics(pango_context, font_description, language),
+                          pango.pango_font_metrics_unref)
+            metrics = (FROM_UNITS * pango.pango_font_metrics_get_ascent(kept),
+                       FROM_UNITS * pango.pango_font_metrics_get_underline_position(kept),
+                       FROM_UNITS * pango.pango_font_metrics_get_strikethrough_position(kept),
+                       FROM_UNITS * pango.pango_font_metrics_get_underline_thickness(kept),
+                       FROM_UNITS * pango.pango_font_metrics_get_strikethrough_thickness(kept))
 
         features = font_features(
             style['font_kerning'], style['font_variant_ligatures'],
             style['font_variant_position'], style['font_variant_caps'],
             style['font_variant_numeric'], style['font_variant_alternates'],
             style['font_variant_east_asian'], style['font_feature_settings'])
+        attr = None
         if features:
             features = ','.join(f'{key} {value}' for key, value in features.items()).encode()
             attr = style.font_config.font_features.setdefault(features, pango.pango_attr_font_features_new(features))
+        return pango_context, language, font_description, metrics, attr
+
+    @functools.wraps(line_break.Layout.setup)
+    def setup(self, style):
+        self.style = style
+        self.first_line_direction = 0
+        # A style's font properties are never changed once text is laid out with it (WeasyPrint
+        # changes a copy for ::first-line), and a review lays out ~550 texts with ~90 styles.
+        kept = style.__dict__.get("_reporter_font_setup")
+        if kept is None:
+            kept = style._reporter_font_setup = font_setup(style)
+        pango_context, self.language, font_description, metrics, attr = kept
+        self.layout = ffi.gc(pango.pango_layout_new(pango_context), gobject.g_object_unref)
+        pango.pango_layout_set_auto_dir(self.layout, False)
+        pango.pango_layout_set_font_description(self.layout, font_description)
+        self.ascent, self.underline_position, self.strikethrough_position = metrics[:3]
+        if len(metrics) == 5:
+            self.underline_thickness, self.strikethrough_thickness = metrics[3:]
+        if attr is not None:
             attr_list = pango.pango_attr_list_new()
             pango.pango_attr_list_insert(attr_list, attr)
             pango.pango_layout_set_attributes(self.layout, attr_list)
@@ -618,25 +628,29 @@ def _patch_style_lookups() -> None:
     special = {"page", "position", "float", "display"}  # each has a rule of its own in the general path
     plain = {key for key in INITIAL_VALUES
              if key not in special and not key.startswith(("__", "text_decoration_"))}
+    inherited = frozenset(plain & INHERITED)
+    initial = frozenset(plain - INHERITED - INITIAL_NOT_COMPUTED)
     # A physical property (margin_left) takes the value of its logical twin (margin_inline_start)
-    # when that one is declared; which twin depends on the direction.
-    twins = {key: tuple({function(block="ttb", inline=inline) for inline in ("ltr", "rtl")})
+    # when that one is declared; which twin depends on the direction (ltr, rtl).
+    twins = {key: (function(block="ttb", inline="ltr"), function(block="ttb", inline="rtl"))
              for key, function in PHYSICAL_FUNCTIONS.items()}
 
     @functools.wraps(original)
     def missing(self, key):
         cascaded = self.cascaded
-        if key in plain and key not in cascaded and not any(twin in cascaded for twin in twins.get(key, ())):
-            if key in INHERITED:
-                parent = self.parent_style
-                if parent is not None:
-                    value = parent[key]
-                    if not check_math(value):
+        if key not in cascaded:
+            twin = twins.get(key)
+            if twin is None or (twin[0] not in cascaded and twin[1] not in cascaded):
+                if key in initial:
+                    value = self[key] = INITIAL_VALUES[key]
+                    return value
+                if key in inherited and self.parent_style is not None:
+                    value = self.parent_style[key]
+                    # A math function left in a computed value (a percentage it could not resolve
+                    # yet) is resolved again for each element: the general path does that.
+                    if getattr(value, "type", None) != "function" and not (type(value) is tuple and check_math(value)):
                         self[key] = value
                         return value
-            elif key not in INITIAL_NOT_COMPUTED:
-                value = self[key] = INITIAL_VALUES[key]
-                return value
         return original(self, key)
 
     ComputedStyle.__missing__ = missing
