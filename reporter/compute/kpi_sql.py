@@ -28,6 +28,8 @@ and is dropped afterwards:
   KPIs), read once per source for every account and scope. Those reads touch only the loaded
   tables, so they run on a second connection (a cursor) in a thread of their own while the
   caller goes on with the orders; ``settle()`` registers their tables before the KPI queries run.
+  The CLV models' second look at the orders (the amounts of each account's first order day) runs
+  there too, started as soon as the order buckets exist.
 * ``rows in window`` — for the KPIs that need the rows themselves (ticket medians):
   each row once per window that holds it, shared by those KPIs.
 
@@ -313,6 +315,8 @@ class Tables:
         self.scope: str | None = None
         # The scorecard reads only the last period's note: lean KPI queries leave the others NULL.
         self.lean = False
+        # Whether first_day_amounts will be asked for: its rows are then read as soon as the buckets exist.
+        self.wants_first_days = False
         self._created: list[str] = []
         self._registered: list[str] = []  # Arrow tables the KPI queries read in place
         # Event totals are read on a second connection in a thread of their own (see event_stats); the
@@ -674,7 +678,10 @@ class Tables:
                 self.order_partials = partials
                 return table
 
-        return self.once(("order_buckets",), build_or_fall_back)
+        table = self.once(("order_buckets",), build_or_fall_back)
+        if self.wants_first_days:
+            self.once(("first_day_rows",), lambda: self._first_day_rows(table))
+        return table
 
     def order_totals(self) -> Running:
         """The buckets of the accounts of ``accounts()`` (group: aidx; key: b) with running sums of lines,
@@ -762,15 +769,25 @@ class Tables:
 
     def first_day_amounts(self) -> str:
         """Table: account_id, first_day, first_amount (the orders of the account's first order day)."""
+        buckets = self.order_buckets()  # with wants_first_days, this started the rows' reading already
+        rows = self.once(("first_day_rows",), lambda: self._first_day_rows(buckets))
+        return self.once(("first_day",), lambda: self._register(self.name("fd"), rows.result()))
 
-        def build():
-            firsts = f"SELECT account_id, min(first_day) AS first_day FROM {self.order_buckets()} GROUP BY account_id"
-            return self.create(
-                self.name("fd"),
-                f'SELECT f.account_id, f.first_day, sum(o.amount::{EXACT})::DOUBLE AS first_amount FROM orders o '
-                f'JOIN ({firsts}) f '
-                f'ON o.account_id = f.account_id AND o."date" = f.first_day WHERE o.amount IS NOT NULL '
-                "GROUP BY f.account_id, f.first_day",
-            )
+    def _first_day_rows(self, buckets: str) -> Future:
+        """The rows of first_day_amounts, read on the side connection: another scan of the orders, which
+        then runs alongside the work that comes before the CLV models."""
+        firsts = self.con.sql(f"SELECT account_id, min(first_day) AS first_day FROM {buckets} "
+                              "GROUP BY account_id").to_arrow_table()
+        name = self.name("fd", "firsts")
 
-        return self.once(("first_day",), build)
+        def read(con: duckdb.DuckDBPyConnection) -> pa.Table:
+            con.register(name, firsts)
+            try:
+                return con.sql(
+                    f'SELECT f.account_id, f.first_day, sum(o.amount::{EXACT})::DOUBLE AS first_amount FROM orders o '
+                    f'JOIN {name} f ON o.account_id = f.account_id AND o."date" = f.first_day '
+                    "WHERE o.amount IS NOT NULL GROUP BY f.account_id, f.first_day").to_arrow_table()
+            finally:
+                con.unregister(name)
+
+        return self.in_background(read)

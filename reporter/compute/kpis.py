@@ -343,6 +343,10 @@ def _clv_predicted(t, k):
     return _model_query(t, "clv_predicted", _clv_values)
 
 
+# The KPIs of the CLV models, which read Tables.first_day_amounts.
+MODEL_KPIS = ("p_alive", "clv_predicted")
+
+
 class _NoModel(Exception):
     pass
 
@@ -815,6 +819,7 @@ def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods
 def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -> list[str]:
     """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account)."""
     queries = []
+    t.wants_first_days = any(k.id in MODEL_KPIS for k in sql_kpis)
     try:
         for kidx, k in enumerate(sql_kpis):
             t.scope = scopes.get(k.id)
