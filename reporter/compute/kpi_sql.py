@@ -445,30 +445,32 @@ class Tables:
 
     # ------------------------------------------------------------------ scopes
 
+    def _account_rows(self) -> pa.Table:
+        """The rows of ``accounts()`` in aidx order."""
+        return self.once(("account_rows",), lambda: self.con.sql(
+            f"SELECT account_id, aidx, since FROM {self.accounts()} ORDER BY aidx").to_arrow_table())
+
+    def _scope_rows(self, scope: str | None) -> pa.Table:
+        """The rows of ``scope_accounts(scope)`` (None: of ``accounts()``) in aidx order."""
+
+        def build():
+            rows = self._account_rows()
+            ids = pa.array(sorted(set(self.scopes[scope])), rows["account_id"].type)
+            rows = rows.filter(pc.is_in(rows["account_id"], value_set=ids))
+            # Still in account_id order: the positions are the scope's aidx.
+            return rows.set_column(1, "aidx", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+
+        return self._account_rows() if scope is None else self.once(("scope_rows", scope), build)
+
     def scope_accounts(self, scope: str) -> str:
         """Table: account_id, aidx (position in account_id order within the scope), since: the accounts
         of ``accounts()`` that are in the scope."""
-
-        def build():
-            ids = pa.table({"account_id": pa.array(sorted(set(self.scopes[scope])), pa.string())})
-            source = self.name("sa", scope, "ids")
-            self.con.register(source, ids)
-            try:
-                return self.create(
-                    self.name("sa", scope),
-                    "SELECT account_id, (row_number() OVER (ORDER BY account_id) - 1)::BIGINT AS aidx, since "
-                    f"FROM {self.accounts()} WHERE account_id IN (SELECT account_id FROM {source})",
-                )
-            finally:
-                self.con.unregister(source)
-
-        return self.once(("scope_accounts", scope), build)
+        return self.once(("scope_accounts", scope),
+                         lambda: self._register(self.name("sa", scope), self._scope_rows(scope)))
 
     def scope_ids(self, scope: str | None) -> list[str]:
         """The account ids of a scope (None: all accounts) in aidx order."""
-        table = self.accounts() if scope is None else self.scope_accounts(scope)
-        return self.once(("scope_ids", scope), lambda: [r[0] for r in self.con.execute(
-            f"SELECT account_id FROM {table} ORDER BY aidx").fetchall()])
+        return self.once(("scope_ids", scope), lambda: self._scope_rows(scope)["account_id"].to_pylist())
 
     def in_scope(self, column: str) -> str:
         """SQL condition: ``column`` (an account_id) is in the current scope."""
