@@ -373,3 +373,32 @@ def test_layout_setup_once_per_style_draws_what_weasyprint_draws(monkeypatch):
     assert setup.__wrapped__ is not setup
     monkeypatch.setattr(line_break.Layout, "setup", setup.__wrapped__)
     assert _patched_pdf(page) == first
+
+
+def test_percentages_from_the_style_once_lay_out_what_weasyprint_lays_out(monkeypatch):
+    """pdf_speed reads a box's pixel lengths, border widths and box sizing once per style; the same
+    PDF as WeasyPrint resolving them for every layout, with percentages, auto, calc(), border-box,
+    min/max sizes, collapsed table borders, flex items and page margins in play."""
+    import importlib
+
+    from weasyprint.layout import percent
+
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
+            "@page { size: A5; margin: 10% 8mm } .a { margin: 5% 2em; padding: 3% 4px; width: 60% }"
+            " .b { box-sizing: border-box; width: calc(50% - 1em); padding: 6px; border: 3px solid #333;"
+            " min-height: 2em; max-width: 300px } .c { box-sizing: padding-box; padding: 1em; width: 40% }"
+            " table { border-collapse: collapse; width: 80% } td { border: 2px solid #999; padding: 2% }"
+            " .flex { display: flex; gap: 4px } .flex > div { min-width: auto; flex: 1 }"
+            "</style></head><body>"
+            + ('<div class="a">a</div><div class="b">b</div><div class="c">c</div>'
+               '<table><tr><td>1</td><td style="width: 30%">2</td></tr></table>'
+               '<div class="flex"><div>x</div><div>longer text</div></div>') * 5
+            + "</body></html>")
+    first = _patched_pdf(page)
+    patched = percent.resolve_percentages
+    assert patched.__wrapped__ is not patched
+    for name in ("percent", "absolute", "block", "column", "flex", "float", "grid", "inline", "page", "table"):
+        module = importlib.import_module(f"weasyprint.layout.{name}")
+        if getattr(module, "resolve_percentages", None) is patched:
+            monkeypatch.setattr(module, "resolve_percentages", patched.__wrapped__)
+    assert _patched_pdf(page) == first
