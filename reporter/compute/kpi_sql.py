@@ -524,8 +524,8 @@ class Tables:
         and is named ``name`` (one set of running totals per name). Like the orders, a window's
         numbers are the running totals at its end minus those at its start.
 
-        The source's rows are read and summed up on the side connection while the caller goes on (the
-        orders scan, the Python between queries); the table is registered by settle()."""
+        The source's rows are read and summed up, and the window's table made, on the side thread while
+        the caller goes on (the orders scan, the Python between queries); settle() registers the table."""
 
         scope = self.scope
         # For every account: a scope only picks groups (see build), so the scopes share one scan.
@@ -548,8 +548,7 @@ class Tables:
             raise ValueError(f"event_stats for {window}: not among the windows the event buckets are split for")
         table_name = self.name("es", name, window, shift or "cur", *([scope] if scope else []))
 
-        def build():
-            running = self.once(("event_totals", name), lambda: self.in_background(totals)).result()
+        def build(running: Running) -> pa.Table:
             groups = running.distinct_groups()
             if scope is not None:
                 first_ids = running.take("account_id", running.first_row(groups))
@@ -559,15 +558,16 @@ class Tables:
             cnt, total = running.between("cnt", end, start), running.between("total", end, start)
             keep = cnt > 0
             end = end[keep]
-            self._register(
-                table_name,
-                pa.table({"account_id": running.take("account_id", end), "key": running.take("key", end),
-                          "pidx": p[keep], "cnt": cnt[keep], "total": total[keep] / 1e6,
-                          "last_day": running.take("last_day", end)}))
+            return pa.table({"account_id": running.take("account_id", end), "key": running.take("key", end),
+                             "pidx": p[keep], "cnt": cnt[keep], "total": total[keep] / 1e6,
+                             "last_day": running.take("last_day", end)})
 
         def start() -> str:
-            self.once(("event_totals", name), lambda: self.in_background(totals))
-            self._pending.append(build)
+            running = self.once(("event_totals", name), lambda: self.in_background(totals))
+            self.window_rows(window)  # cached now: the side thread only reads it
+            # Queued after the totals on the one side thread, so waiting for them there cannot block.
+            rows = self.in_background(lambda con: build(running.result()))
+            self._pending.append(lambda: self._register(table_name, rows.result()))
             return table_name
 
         return self.once(("event_stats", name, window, shift, scope), start)
