@@ -588,8 +588,13 @@ class Tables:
     # ------------------------------------------------------------------ orders
 
     def product_lines(self) -> list[str]:
-        return self.once(("product_lines",), lambda: [r[0] for r in self.con.execute(
-            "SELECT DISTINCT product_line FROM orders WHERE product_line IS NOT NULL ORDER BY 1").fetchall()])
+        return self.read_product_lines().result()
+
+    def read_product_lines(self) -> Future:
+        """The distinct product lines (the orders scan needs them), read on the side connection: asked
+        for early, the read runs while the caller prepares the first KPIs."""
+        return self.once(("product_lines",), lambda: self.in_background(lambda con: [r[0] for r in con.execute(
+            "SELECT DISTINCT product_line FROM orders WHERE product_line IS NOT NULL ORDER BY 1").fetchall()]))
 
     def product_mask_count(self) -> int:
         return -(-len(self.product_lines()) // 64)

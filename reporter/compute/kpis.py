@@ -820,6 +820,8 @@ def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -
     """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account)."""
     queries = []
     t.wants_first_days = any(k.id in MODEL_KPIS for k in sql_kpis)
+    if any("orders" in k.needs for k in sql_kpis):
+        t.read_product_lines()  # for the orders scan, which the first order KPI starts
     try:
         for kidx, k in enumerate(sql_kpis):
             t.scope = scopes.get(k.id)
