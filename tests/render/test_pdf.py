@@ -402,3 +402,41 @@ def test_percentages_from_the_style_once_lay_out_what_weasyprint_lays_out(monkey
         if getattr(module, "resolve_percentages", None) is patched:
             monkeypatch.setattr(module, "resolve_percentages", patched.__wrapped__)
     assert _patched_pdf(page) == first
+
+
+def test_cjk_face_embedded_as_bare_cid_cff_draws_the_same_pixels(monkeypatch, tmp_path):
+    """A CID-keyed CFF face (Noto Sans CJK) is embedded as its bare CFF (/CIDFontType0C) with only
+    the glyphs drawn, found by CID through its charset: a fraction of the bytes of the face with
+    its glyph ids kept, the same text, and the same pixels (rasterised by poppler)."""
+    from reporter.render import pdf_speed
+
+    page = ('<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"></head><body>'
+            "<h1>长城精密制造有限公司</h1><p>华东凯达信息技术有限公司 · 订单下降 52% · Acme GmbH</p>"
+            "<p><i>暂无评论</i></p></body></html>")
+    bare = _patched_pdf(page)
+    monkeypatch.setattr(pdf_speed, "_bare_cff", lambda *args: None)  # every face keeps its glyph ids
+    kept = _patched_pdf(page)
+
+    def cjk_fonts(data: bytes) -> dict:
+        reader = PdfReader(io.BytesIO(data))
+        found = {}
+        for font in reader.pages[0]["/Resources"]["/Font"].values():
+            font = font.get_object()
+            if "CJK" in font["/BaseFont"]:
+                descriptor = font["/DescendantFonts"][0].get_object()["/FontDescriptor"].get_object()
+                stream = descriptor["/FontFile3"].get_object()
+                found[font["/BaseFont"].split("+")[1]] = (stream["/Subtype"], len(stream.get_data()))
+        return found
+
+    assert {subtype for subtype, _ in cjk_fonts(bare).values()} == {"/CIDFontType0C"}
+    assert {subtype for subtype, _ in cjk_fonts(kept).values()} == {"/OpenType"}
+    for name, (_, size) in cjk_fonts(bare).items():
+        assert size * 20 < cjk_fonts(kept)[name][1], name
+    assert _text(PdfReader(io.BytesIO(bare))) == _text(PdfReader(io.BytesIO(kept)))
+    pixels = []
+    for label, data in (("bare", bare), ("kept", kept)):
+        (tmp_path / f"{label}.pdf").write_bytes(data)
+        subprocess.run(["pdftoppm", "-r", "110", "-f", "1", "-l", "1", "-png", str(tmp_path / f"{label}.pdf"),
+                        str(tmp_path / label)], check=True)
+        pixels.append(next(tmp_path.glob(f"{label}-*.png")).read_bytes())
+    assert pixels[0] == pixels[1]
