@@ -644,14 +644,11 @@ class Tables:
         def build(partials: dict[str, str], exact: str) -> str:
             lines = self.product_lines()
             masks = []
-            if lines:
-                position = f"list_position([{', '.join(lit(p) for p in lines)}], product_line)"
-                for k in range(self.product_mask_count()):
-                    shift = f"({position} - {64 * k + 1})"
-                    bit = f"(1::UBIGINT) << {shift}::UBIGINT"
-                    if self.product_mask_count() > 1:  # 64 product lines per mask
-                        bit = f"CASE WHEN {shift} BETWEEN 0 AND 63 THEN {bit} END"
-                    masks.append(f"bit_or({bit}) AS pm{k}")
+            for k in range(self.product_mask_count()):
+                # 64 product lines per mask, each its bit; a CASE costs less per row than a list_position.
+                bits = " ".join(f"WHEN {lit(line)} THEN {1 << i}::UBIGINT"
+                                for i, line in enumerate(lines[64 * k:64 * (k + 1)]))
+                masks.append(f"bit_or(CASE product_line {bits} END) AS pm{k}")
             custom = [f"{sql} AS {column}" for column, sql in partials.items()]
             end = max(p.end for p in self.periods)
             bucket = self._bucket_expression("date", self._order_windows)
