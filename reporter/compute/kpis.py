@@ -817,20 +817,24 @@ def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods
 
 
 def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -> list[str]:
-    """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account)."""
-    queries = []
+    """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account).
+
+    The CLV models' queries are built last: they need the first-order-day amounts, which the side
+    connection reads once the order buckets exist, while the other KPIs' tables are made here."""
+    queries: list[str] = [""] * len(sql_kpis)
     t.wants_first_days = any(k.id in MODEL_KPIS for k in sql_kpis)
     if any("orders" in k.needs for k in sql_kpis):
         t.read_product_lines()  # for the orders scan, which the first order KPI starts
     try:
-        for kidx, k in enumerate(sql_kpis):
+        for kidx in sorted(range(len(sql_kpis)), key=lambda i: sql_kpis[i].id in MODEL_KPIS):
+            k = sql_kpis[kidx]
             t.scope = scopes.get(k.id)
             spec = _spec(k)
             missing = _missing_tables(t, spec)
             try:
-                queries.append(_wrap(t, k, kidx, spec, None if missing else spec.query(t, k), missing))
+                queries[kidx] = _wrap(t, k, kidx, spec, None if missing else spec.query(t, k), missing)
             except duckdb.Error as exc:
-                queries.append(_failed(t, k, kidx, spec, exc))
+                queries[kidx] = _failed(t, k, kidx, spec, exc)
     finally:
         t.scope = None
     return queries
