@@ -211,10 +211,12 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
 
     tiers = _tier_summaries(results, tiers_cfg, kpi_defs, movements["tiers"])
     # The parts score_accounts and early_warnings build are JSON-ready already: only the fields read
-    # from the accounts table that are not text (dates) go through _clean.
-    accounts = [{**entry, **{field: _clean(entry[field]) for field in _ACCOUNT_FIELDS
-                             if field in entry and not isinstance(entry[field], str)}}
-                for entry in results]
+    # from the accounts table that are not text (dates) go through _clean, in the entries made above.
+    fields = [field for field in _ACCOUNT_FIELDS if results and field in results[0]]
+    for entry in results:
+        for field in fields:
+            if not isinstance(entry[field], str):
+                entry[field] = _clean(entry[field])
     return {
         **_clean({
             "period": period.label,
@@ -222,7 +224,7 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
             "period_end": period.end,
             "currency": config.project.currency,
         }),
-        "accounts": accounts,
+        "accounts": results,
         **_clean({"tiers": tiers, "portfolio": {**movements["portfolio"], **_health_summary(results)}}),
     }
 
@@ -445,16 +447,17 @@ def _score_tier(accounts: list[str], tier, tiers_cfg: Tiers, kpi_defs, cells: Kp
         ])
     capped_ids = {i: [ids[j] for j in np.flatnonzero(capped_by[i])] for i in np.flatnonzero(capped_by.any(axis=1))}
     out = {}
-    for i, (account_id, health_score, previous_health, health_status, trend, *kpis) in enumerate(zip(
+    labels = cells.labels
+    for i, (account_id, health_score, previous_health, health_status, trend, history_row, *kpis) in enumerate(zip(
             accounts, _py(score), _py(previous_score), [_HEALTH_NAMES[c] for c in status.tolist()], trends,
-            *per_kpi)):
+            zip(*history) if history else [()] * size, *per_kpi)):
         out[account_id] = {
             "health_score": health_score,
             "previous_health_score": previous_health,
             "health_status": health_status,
             "trend": trend,
             "health_capped_by": capped_ids.get(i, []),
-            "health_trend": [{"period": label, "health_score": history[p][i]} for p, label in enumerate(cells.labels)],
+            "health_trend": [{"period": label, "health_score": h} for label, h in zip(labels, history_row)],
             "kpis": dict(zip(ids, kpis)),
         }
     return out
