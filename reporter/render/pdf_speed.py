@@ -20,7 +20,9 @@ PDFs (checked with the patch on and off):
   the glyphs drawn, found by CID (~4 KB instead of ~480 KB a weight, ~9 ms less a review with
   a Chinese name; the same pixels, tested).
 * Pango contexts: layouts with the same font map, direction and language share one context
-  instead of making one each (~40 us a layout, ~40,000 layouts in a portfolio).
+  instead of making one each (~40 us a layout, ~40,000 layouts in a portfolio), and what a
+  layout takes from its style (font description, decoration metrics, features) is worked out
+  once per style (a review: ~550 layouts over ~90 styles).
 * ``::marker`` and the footnote/note pseudo-elements: their styles are built when asked for,
   not for every element (~30 ms; a 74-page portfolio builds ~250,000 styles fewer).
 * Auto table layout: cells with the same boxes, styles and text are measured once per document
