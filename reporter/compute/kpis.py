@@ -819,14 +819,16 @@ def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods
 def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -> list[str]:
     """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account).
 
-    The CLV models' queries are built last: they need the first-order-day amounts, which the side
-    connection reads once the order buckets exist, while the other KPIs' tables are made here."""
+    The build order puts the side connection to work early: first the KPIs without orders (their event
+    totals are read there while the orders are scanned here), then those over orders, then the CLV
+    models (the first-order-day amounts they need are read there once the order buckets exist)."""
     queries: list[str] = [""] * len(sql_kpis)
     t.wants_first_days = any(k.id in MODEL_KPIS for k in sql_kpis)
     if any("orders" in k.needs for k in sql_kpis):
         t.read_product_lines()  # for the orders scan, which the first order KPI starts
     try:
-        for kidx in sorted(range(len(sql_kpis)), key=lambda i: sql_kpis[i].id in MODEL_KPIS):
+        for kidx in sorted(range(len(sql_kpis)),
+                           key=lambda i: (sql_kpis[i].id in MODEL_KPIS, "orders" in sql_kpis[i].needs)):
             k = sql_kpis[kidx]
             t.scope = scopes.get(k.id)
             spec = _spec(k)
