@@ -38,17 +38,19 @@ def portfolio_kpis(
     period: Period,
     account_tiers: dict[str, str],
     cac_categories=DEFAULT_CAC_CATEGORIES,
+    revenue: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> dict:
     """``{"portfolio": {kpi: {...}, ..., "counts": {...}}, "tiers": {tier: {...}}}``.
 
     Accounts missing from ``account_tiers`` are grouped under "unassigned". Costs booked to an
     account count towards its tier's CAC; portfolio-level costs (no account) are spread over the
-    tiers in proportion to their new accounts.
+    tiers in proportion to their new accounts. ``revenue`` is revenue_by_account's (now, prior) when
+    the caller has it already.
     """
     accounts = con.execute("select account_id, since, churned_on from accounts").fetchall()
     tier_of = {a: account_tiers.get(a, UNASSIGNED) for a, _, _ in accounts}
     moves = {a: _movement(since, churned, period) for a, since, churned in accounts}
-    revenue_now, revenue_prior = _revenue_by_account(con, period)
+    revenue_now, revenue_prior, _ = revenue_by_account(con, period) if revenue is None else (*revenue, None)
     costs_by_account, costs_unbooked = _acquisition_costs(con, period, tuple(cac_categories))
 
     groups: dict[str, list[str]] = defaultdict(list)
@@ -111,21 +113,29 @@ def _movement(since: date | None, churned_on: date | None, period: Period) -> di
     return {"at_start": int(at_start), "new": int(new), "lost": int(lost), "at_end": int(at_end)}
 
 
-def _revenue_by_account(con, period: Period) -> tuple[dict[str, float], dict[str, float]]:
-    """Revenue in the trailing 12 months to the period end, and in the 12 months before."""
+def revenue_by_account(con, period: Period, count_from: tuple[date, ...] = ()) -> tuple[
+        dict[str, float], dict[str, float], dict[str, tuple[int, ...]] | None]:
+    """Revenue per account in the trailing 12 months to the period end and in the 12 months before; and,
+    from the same scan, the order lines per account from each day of ``count_from`` (none before the
+    12 months before) to the period end, as a tuple. ({}, {}, None) without the columns."""
     if not {"account_id", "date", "amount"} <= table_columns(con, "orders"):
-        return {}, {}
+        return {}, {}, None
     end = period.end
     start, prior_start = add_months(end, -12), add_months(end, -24)
-    now, prior = {}, {}
-    for account_id, current, before in con.execute(
+    if any(day < prior_start for day in count_from):
+        raise ValueError(f"order lines are counted from {prior_start} on, not from {min(count_from)}")
+    params = {"prior": prior_start, "start": start, "end": end, **{f"c{i}": d for i, d in enumerate(count_from)}}
+    counts = "".join(f", count(*) filter (where date >= $c{i})" for i in range(len(count_from)))
+    now, prior, lines = {}, {}, {}
+    for account_id, current, before, *counted in con.execute(
         "select account_id, coalesce(round(fsum(amount) filter (where date >= $start), 6), 0), "
-        "coalesce(round(fsum(amount) filter (where date < $start), 6), 0) "
+        f"coalesce(round(fsum(amount) filter (where date < $start), 6), 0){counts} "
         "from orders where date >= $prior and date < $end group by account_id",
-        {"prior": prior_start, "start": start, "end": end},
+        params,
     ).fetchall():
         now[account_id], prior[account_id] = float(current), float(before)
-    return now, prior
+        lines[account_id] = tuple(int(c) for c in counted)
+    return now, prior, lines
 
 
 def _acquisition_costs(con, period: Period, categories: tuple[str, ...]) -> tuple[dict[str, float], float]:

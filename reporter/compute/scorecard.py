@@ -58,8 +58,8 @@ from ..config.models import HealthBands, TierKpi, Tiers
 from .cells import LOW_SAMPLE, NO_DATA, KpiCells
 from .kpis import compute_kpi_arrays, resolve_kpis
 from .periods import Period, add_months, trend_periods
-from .portfolio import UNASSIGNED, portfolio_kpis
-from .warnings import Facts, early_warnings
+from .portfolio import UNASSIGNED, portfolio_kpis, revenue_by_account
+from .warnings import Facts, early_warnings, order_windows
 from .tables import table_columns
 
 TREND_LENGTH = 12
@@ -244,10 +244,13 @@ def _scores_of(con, config: ProjectConfig, period: Period, periods: list[Period]
 
 
 def _side_facts(con, period: Period, account_tiers: dict[str, str], listed_ids: list[str]):
-    """The warnings' facts and the portfolio KPIs, on a connection of their own (see _build_scorecard)."""
+    """The warnings' facts and the portfolio KPIs, on a connection of their own (see _build_scorecard).
+    One scan of the orders gives the portfolio's revenue and the warnings' order lines."""
     cursor = con.cursor()
     try:
-        return Facts(cursor, period, listed_ids), portfolio_kpis(cursor, period, account_tiers)
+        now, prior, lines = revenue_by_account(cursor, period, order_windows(period))
+        return (Facts(cursor, period, listed_ids, line_counts=lines),
+                portfolio_kpis(cursor, period, account_tiers, revenue=(now, prior)))
     finally:
         cursor.close()
 

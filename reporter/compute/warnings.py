@@ -172,13 +172,22 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time())
 
 
-class Facts:
-    """The raw numbers the checks need, for every account at once."""
+def order_windows(period: Period) -> tuple[date, date]:
+    """The first days of the order_drop check's recent and 12-month windows (both end at the period end)."""
+    return period.end - timedelta(days=RECENT_DAYS), window_bounds("trailing_12m", period.end).start
 
-    def __init__(self, con, period: Period, account_ids: list[str]):
+
+class Facts:
+    """The raw numbers the checks need, for every account at once.
+
+    ``line_counts`` (account_id -> order lines in the two order_windows, counted by the caller in a scan
+    it needed anyway) stands for the orders when each line is an order of its own (see _order_counts)."""
+
+    def __init__(self, con, period: Period, account_ids: list[str],
+                 line_counts: dict[str, tuple[int, int]] | None = None):
         self.period = period
         end = period.end
-        recent_start = end - timedelta(days=RECENT_DAYS)
+        recent_start, year_start = order_windows(period)
         prior_start = recent_start - timedelta(days=RECENT_DAYS)
         year = window_bounds("trailing_12m", end)
         since = self._since(con)
@@ -188,7 +197,10 @@ class Facts:
         if {"account_id", "date"} <= order_cols:
             # Lines share an order only through an order_id, which the loader keeps unique (each line its own order).
             may_share = "order_id" in order_cols and "order_id" not in unique_columns(con, "orders")
-            counts = _order_counts(con, may_share, recent_start, year.start, end)
+            if line_counts is not None and not may_share:
+                counts = line_counts
+            else:
+                counts = _order_counts(con, may_share, recent_start, year_start, end)
             for account_id in account_ids:
                 recent, in_year = counts.get(account_id, (0, 0))
                 # An account younger than a window is measured over its own age, so that a new
