@@ -746,7 +746,8 @@ class Tables:
 
     def _product_count(self, alias: str) -> str:
         k = self.product_mask_count()
-        return " + ".join(f"coalesce(bit_count(bit_or({alias}.pm{i})), 0)" for i in range(k)) or "0"
+        # bit_count is a TINYINT: summed over masks it would overflow past 127 product lines
+        return " + ".join(f"coalesce(bit_count(bit_or({alias}.pm{i}))::BIGINT, 0)" for i in range(k)) or "0"
 
     def order_products(self, window: str) -> str:
         """Subquery: account_id, pidx, products (distinct product lines ordered in the window)."""

@@ -416,13 +416,14 @@ def test_sla_still_running_is_not_counted(kpi_defs):
     assert (got.status, got.note) == (NONE, "the SLA of all 1 ticket with an SLA was still running at the period end")
 
 
-def test_product_lines_beyond_one_bit_mask(kpi_defs):
+@pytest.mark.parametrize("extra", [70, 130])  # 75 lines: two 64-bit masks; 135: three, and over 127 counted
+def test_product_lines_beyond_one_bit_mask(kpi_defs, extra):
     con = connect()
     con.executemany("INSERT INTO orders (order_id, account_id, date, amount, product_line) VALUES (?, 'A1', ?, 1, ?)",
-                    [(f"X{i}", date(2026, 10, 1) + timedelta(days=i % 30), f"line{i:02d}") for i in range(70)])
+                    [(f"X{i}", date(2026, 10, 1) + timedelta(days=i % 30), f"line{i:03d}") for i in range(extra)])
     got = row(compute_kpis(con, {"product_penetration": kpi_defs["product_penetration"]}, [PERIOD]),
               "product_penetration", "A1")
-    assert got.value == pytest.approx((4 + 70) / (5 + 70))  # 75 lines in the portfolio: two 64-bit masks
+    assert got.value == pytest.approx((4 + extra) / (5 + extra))
 
 
 def test_relationship_depth_says_when_no_decision_maker_is_known(kpi_defs):
