@@ -440,3 +440,28 @@ def test_cjk_face_embedded_as_bare_cid_cff_draws_the_same_pixels(monkeypatch, tm
                         str(tmp_path / label)], check=True)
         pixels.append(next(tmp_path.glob(f"{label}-*.png")).read_bytes())
     assert pixels[0] == pixels[1]
+
+
+def test_kept_layouts_draw_what_weasyprint_draws(monkeypatch):
+    """pdf_speed keeps a line's Pango layout for drawing instead of shaping it again; the same PDF as
+    WeasyPrint's own way, with wrapped, pre-wrapped (line feeds), justified, letter-spaced and
+    ellipsised text, and a table header repeated on every page (one layout drawn more than once)."""
+    from weasyprint.text import line_break
+
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
+            "@page { size: A6 } .pre { white-space: pre-wrap } .just { text-align: justify }"
+            " .spaced { letter-spacing: 0.1em; word-spacing: 2px } .cut { width: 20mm; overflow: hidden;"
+            " white-space: nowrap; text-overflow: ellipsis } .wrap { overflow-wrap: anywhere; width: 15mm }"
+            "</style></head><body>"
+            '<p class="pre">first line\nsecond line\n  indented</p>'
+            + '<p class="just">A justified paragraph long enough to wrap over several lines of this small page.</p>'
+              '<p class="spaced">Letter spaced words</p><div class="cut">A text far too long for its box</div>'
+              '<p class="wrap">Averyveryverylongwordwithoutanyspace</p><p>长城精密制造有限公司 · 98.7%</p>' * 2
+            + "<table><thead><tr><th>KPI</th><th>Value</th></tr></thead><tbody>"
+            + "<tr><td>Revenue growth</td><td>8.6%</td></tr>" * 40 + "</tbody></table></body></html>")
+    first = _patched_pdf(page)
+    for name in ("set_text", "deactivate", "reactivate"):
+        kept = getattr(line_break.Layout, name)
+        assert kept.__wrapped__ is not kept
+        monkeypatch.setattr(line_break.Layout, name, kept.__wrapped__)
+    assert _patched_pdf(page) == first
