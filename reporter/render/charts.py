@@ -45,7 +45,6 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import matplotlib
 import numpy as np
-from zlib_ng import zlib_ng
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.collections import LineCollection, PolyCollection
@@ -56,6 +55,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import ScaledTranslation
+from zlib_ng import zlib_ng
 
 from ..errors import RenderError
 

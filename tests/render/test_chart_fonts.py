@@ -32,7 +32,6 @@ def test_nothing_is_added_when_the_list_is_current():
     assert charts.register_system_fonts() == ()
 
 
-
 def _drawn(renderer_class, texts, prop, antialiased=True):
     import numpy as np
 

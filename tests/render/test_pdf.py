@@ -383,6 +383,8 @@ def test_percentages_from_the_style_once_lay_out_what_weasyprint_lays_out(monkey
 
     from weasyprint.layout import percent
 
+    from reporter.render import pdf_speed
+
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>'
             "@page { size: A5; margin: 10% 8mm } .a { margin: 5% 2em; padding: 3% 4px; width: 60% }"
             " .b { box-sizing: border-box; width: calc(50% - 1em); padding: 6px; border: 3px solid #333;"
@@ -397,7 +399,7 @@ def test_percentages_from_the_style_once_lay_out_what_weasyprint_lays_out(monkey
     first = _patched_pdf(page)
     patched = percent.resolve_percentages
     assert patched.__wrapped__ is not patched
-    for name in ("percent", "absolute", "block", "column", "flex", "float", "grid", "inline", "page", "table"):
+    for name in pdf_speed._PERCENTAGE_CALLERS:
         module = importlib.import_module(f"weasyprint.layout.{name}")
         if getattr(module, "resolve_percentages", None) is patched:
             monkeypatch.setattr(module, "resolve_percentages", patched.__wrapped__)
