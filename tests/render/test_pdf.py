@@ -467,3 +467,43 @@ def test_kept_layouts_draw_what_weasyprint_draws(monkeypatch):
         assert kept.__wrapped__ is not kept
         monkeypatch.setattr(line_break.Layout, name, kept.__wrapped__)
     assert _patched_pdf(page) == first
+
+
+def test_layout_context_freed_without_the_cyclic_collector(monkeypatch):
+    """pdf_speed's image getter holds its layout context weakly, so a document's context, and the
+    boxes and styles its caches hold, are freed by reference counting rather than by a collection.
+    An SVG image keeps the context (to lay out its text) and still draws; either way the PDF is the
+    one WeasyPrint's own getter gives."""
+    import base64
+    import gc
+    import weakref
+
+    from weasyprint.layout import LayoutContext
+
+    from reporter.render import pdf_speed
+
+    assert pdf_speed.install()
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="60" height="20"><rect width="60" height="20"'
+           b' fill="#0072B2"/><text x="4" y="14" font-size="10" fill="white">SVG</text></svg>')
+    image = f'<img src="data:image/svg+xml;base64,{base64.b64encode(svg).decode()}">'
+    page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"></head><body><h1>Context</h1>{}'
+            "<table><tr><th>KPI</th><td>8.6%</td></tr></table>" + "<p>filler</p>" * 60 + "</body></html>")
+    contexts = []
+    patched = LayoutContext.__init__
+
+    def noted(self, *args, **kwargs):
+        patched(self, *args, **kwargs)
+        contexts.append(weakref.ref(self))
+
+    monkeypatch.setattr(LayoutContext, "__init__", noted)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        plain, with_svg = _patched_pdf(page.format("")), _patched_pdf(page.format(image))
+        assert len(contexts) == 2 and contexts[0]() is None
+        monkeypatch.setattr(LayoutContext, "__init__", patched.__wrapped__)
+        assert _patched_pdf(page.format("")) == plain
+        assert _patched_pdf(page.format(image)) == with_svg
+    finally:
+        if was:
+            gc.enable()
