@@ -54,6 +54,7 @@ import pyarrow.compute as pc
 
 from ..config.entities import ENTITIES, TIMESTAMP
 from .periods import Period, Window, prior_window, window_bounds, year_earlier
+from .tables import unique_columns
 
 EPOCH = date(1970, 1, 1)
 EPOCH_SQL = "DATE '1970-01-01'"  # + a day number (INTEGER) is that DATE
@@ -381,6 +382,10 @@ class Tables:
             except duckdb.CatalogException:
                 self._empty[entity] = True
         return self._empty[entity]
+
+    def unique_keys(self, entity: str) -> set[str]:
+        """The columns of a loaded table that the loader kept unique (see tables.unique_columns)."""
+        return self.once(("unique_keys", entity), lambda: unique_columns(self.con, entity))
 
     # ------------------------------------------------------------------ windows, accounts, grid
 

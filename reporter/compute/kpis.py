@@ -544,10 +544,22 @@ def _ticket_satisfaction(t, k):
 
 # --------------------------------------------------------------------------- relationship
 
-# Interactions with department and seniority completed from the contact.
-_INTERACTIONS = ("SELECT e.account_id, e.date, coalesce(e.department, c.department) AS department, "
-                 "coalesce(e.seniority, c.seniority) AS seniority FROM interactions e "
-                 "LEFT JOIN contacts c ON c.contact_id = e.contact_id AND c.account_id = e.account_id")
+_COMPLETED = ("SELECT e.account_id, e.date, coalesce(e.department, c.department) AS department, "
+              "coalesce(e.seniority, c.seniority) AS seniority FROM interactions e "
+              "LEFT JOIN contacts c ON c.contact_id = e.contact_id AND c.account_id = e.account_id")
+
+
+def _interactions(t: Tables) -> str:
+    """Interactions with department and seniority completed from the contact.
+
+    When the loader kept contact_id unique, an interaction matches at most one contact, so the join changes
+    only the rows that miss a department or a seniority: those alone are joined (a probe per interaction
+    costs more than the scan)."""
+    if "contact_id" not in t.unique_keys("contacts"):
+        return _COMPLETED
+    return ("SELECT account_id, date, department, seniority FROM interactions "
+            f"WHERE department IS NOT NULL AND seniority IS NOT NULL UNION ALL {_COMPLETED} "
+            "WHERE e.department IS NULL OR e.seniority IS NULL")
 _ALL_INTERACTIONS = "SELECT account_id, '' AS key, date AS day, NULL::DOUBLE AS value FROM interactions"
 
 
@@ -567,7 +579,7 @@ def _days_since_contact(t, k):
          empty="active contacts or interactions", absent=0.0, requires=(("contacts", "interactions"),))
 def _relationship_breadth(t, k):
     source = ("SELECT account_id, coalesce(department, '') AS key, date AS day, NULL::DOUBLE AS value "
-              f"FROM ({_INTERACTIONS})")
+              f"FROM ({_interactions(t)})")
     met = (f"SELECT account_id, pidx, key AS department, cnt FROM {t.event_stats('departments', source, k.window)}")
     contacts = (f"SELECT c.account_id, w.pidx, coalesce(c.department, '') AS department, 1 AS cnt FROM contacts c "
                 f"CROSS JOIN {t.windows(k.window)} w WHERE coalesce(c.active, true) AND {t.in_scope('c.account_id')}")
@@ -580,7 +592,7 @@ def _relationship_breadth(t, k):
          empty="interactions with a known seniority", requires=(("interactions",),))
 def _relationship_depth(t, k):
     source = (f"SELECT account_id, '' AS key, date AS day, (seniority IN ('director', 'executive'))::INTEGER AS value "
-              f"FROM ({_INTERACTIONS}) WHERE seniority IS NOT NULL")
+              f"FROM ({_interactions(t)}) WHERE seniority IS NOT NULL")
     deciders = "SELECT DISTINCT account_id FROM contacts WHERE role = 'decision_maker' AND coalesce(active, true)"
     return (f"SELECT g.account_id, g.pidx, s.total / s.cnt AS value, coalesce(s.cnt, 0) AS n, NULL AS reason, "
             "CASE WHEN d.account_id IS NULL THEN 'no decision-maker contact known' "

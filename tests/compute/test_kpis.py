@@ -27,6 +27,7 @@ from reporter.config import load_project
 from reporter.config.catalog import BUILTIN_KPIS
 from reporter.config.entities import ENTITIES
 from reporter.config.models import KpiOptions, Kpis
+from reporter.sources.load import UNIQUE_KEY_COMMENT
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "valid"
 TYPES = {"string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "number": "DOUBLE", "integer": "BIGINT",
@@ -432,6 +433,21 @@ def test_relationship_depth_says_when_no_decision_maker_is_known(kpi_defs):
     got = row(compute_kpis(con, {"relationship_depth": kpi_defs["relationship_depth"]}, [PERIOD]),
               "relationship_depth", "A2")
     assert (got.value, got.note) == (0.0, "no decision-maker contact known")
+
+
+@pytest.mark.parametrize("unique_contact_ids", [False, True])
+def test_interactions_take_department_and_seniority_from_their_contact(kpi_defs, unique_contact_ids):
+    # Without them on the interactions, C1's (IT, executive) come from contacts: the hand-worked values hold.
+    # With contact_id marked unique (as the loader does), only these interactions are joined with contacts.
+    con = connect()
+    con.execute("UPDATE interactions SET department = NULL WHERE contact_id = 'C1' AND date < DATE '2026-09-10'")
+    con.execute("UPDATE interactions SET seniority = NULL WHERE contact_id = 'C1' AND date > DATE '2026-09-10'")
+    if unique_contact_ids:
+        con.execute(f"COMMENT ON COLUMN contacts.contact_id IS '{UNIQUE_KEY_COMMENT}'")
+    ids = ("relationship_breadth", "relationship_depth")
+    frame = compute_kpis(con, {k: kpi_defs[k] for k in ids}, [PERIOD])
+    assert (row(frame, "relationship_breadth", "A1").value, row(frame, "relationship_breadth", "A1").n) == (4.0, 9)
+    assert (row(frame, "relationship_depth", "A1").value, row(frame, "relationship_depth", "A1").n) == (4 / 6, 6)
 
 
 def test_no_revenue_a_year_earlier(kpi_defs):
