@@ -507,3 +507,48 @@ def test_layout_context_freed_without_the_cyclic_collector(monkeypatch):
     finally:
         if was:
             gc.enable()
+
+
+def test_styles_shared_across_documents_draw_what_weasyprint_draws(monkeypatch):
+    """pdf_speed keeps the computed styles of a document's elements for the next document with the
+    same stylesheets (keyed as WeasyPrint shares them within a document, with the element's own
+    declarations by their text): later documents build far fewer styles, and every document is the
+    one WeasyPrint's own cascade gives, also where style and lang attributes differ."""
+    from weasyprint.css import ComputedStyle, StyleFor
+
+    from reporter.render import pdf_speed
+
+    assert pdf_speed.install()
+    page = ('<!DOCTYPE html><html lang="LANG"><head><meta charset="utf-8"><style>'
+            "h1::before { content: '§ ' } li { color: #0072B2 } .note { font-style: italic }"
+            " td:first-child { font-weight: bold } table { border-collapse: collapse }"
+            '</style></head><body><h1>Shared styles</h1><ol><li>first</li><li class="note">second</li></ol>'
+            '<p style="color: COLOUR">coloured</p><p><span lang="zh-CN">长城精密</span> and text</p>'
+            "<table><tr><td>KPI</td><td>8.6%</td></tr><tr><td>NPS</td><td>41</td></tr></table></body></html>")
+    pages = [page.replace("LANG", lang).replace("COLOUR", colour) for lang, colour in
+             (("en", "#D55E00"), ("zh-CN", "#009E73"), ("en", "#009E73"), ("en", "#D55E00"))]
+    built = []
+    counted = ComputedStyle.__init__
+
+    def counting(self, *args, **kwargs):
+        built[-1] += 1
+        counted(self, *args, **kwargs)
+
+    monkeypatch.setattr(ComputedStyle, "__init__", counting)
+
+    def render_all() -> list[bytes]:
+        built.clear()
+        pdfs = []
+        for html in pages:
+            built.append(0)
+            pdfs.append(_patched_pdf(html))
+        return pdfs
+
+    shared, shared_built = render_all(), list(built)
+    patched = StyleFor.__init__
+    assert patched.__wrapped__ is not patched
+    monkeypatch.setattr(StyleFor, "__init__", patched.__wrapped__)
+    assert render_all() == shared
+    # The last document repeats the first: its elements' styles are the kept ones (pages and
+    # pseudo-elements still get their own).
+    assert shared_built[3] <= built[3] - 10
