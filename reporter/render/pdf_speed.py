@@ -955,6 +955,10 @@ def _shared_styles(sheets, base_url, font_config) -> tuple[dict, set]:
 
 
 def _patch_shared_styles() -> None:
+    """``StyleFor.__init__`` as WeasyPrint 70 writes it (the cascade of every element, then its computed
+    style), with one change: an element whose key is in the store of _shared_styles takes the stored
+    style, and only the cascades of its pseudo-elements are made (its own is only read to compute a
+    style). Documents with presentational hints go WeasyPrint's way."""
     from math import inf
 
     from weasyprint.css import (PROGRESS_LOGGER, StyleFor, declaration_precedence, find_style_attributes,
