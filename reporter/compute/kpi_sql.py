@@ -13,8 +13,10 @@ and is dropped afterwards:
   stats cover only its accounts; everything per account is computed exactly as without it.
 * ``order buckets`` — the orders, scanned ONCE and summed per account and *bucket*: a
   calendar month, split again at every window boundary that is not a month start
-  (trailing-90-day windows). Every window of every order KPI is an exact union of
-  buckets. Distinct purchase days and product lines survive as bit masks (day of
+  (trailing-90-day windows) and at any day the caller names (``order_splits``). Every window
+  of every order KPI is an exact union of buckets, and so is every span of
+  ``order_span_totals`` (the scorecard's portfolio revenue and warnings' order lines, which
+  then need no scan of their own). Distinct purchase days and product lines survive as bit masks (day of
   month; product line index) so they can still be counted per window, and custom
   KPIs over orders whose aggregates can be combined (sum, count, min, max, avg) get
   their partial aggregates computed in the same scan.
@@ -42,7 +44,7 @@ from __future__ import annotations
 import bisect
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -266,6 +268,10 @@ class Running:
             values = values.astype(np.int64 if float(np.abs(values).sum()) < 2.0**62 else np.float64)
         self._sums[name] = np.concatenate([np.zeros(1, values.dtype), np.cumsum(values)])
 
+    def exact(self, name: str) -> bool:
+        """Whether the running sums of ``name`` are exact integers (not float64, for fear of overflow)."""
+        return self._sums[name].dtype.kind == "i"
+
     def last_before(self, groups: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         """Positions of the last row before ``bounds`` in each group (or of the row before the group)."""
         return np.searchsorted(self._composite, (groups << self.SHIFT) + bounds, side="left") - 1
@@ -298,7 +304,8 @@ class Tables:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, periods: list[Period], fiscal_year_start: int,
                  order_windows: set[str], order_partials: dict[str, str] | None = None,
-                 clv_discount_rate: float = 0.01, event_windows: set[str] | None = None):
+                 clv_discount_rate: float = 0.01, event_windows: set[str] | None = None,
+                 order_splits: Iterable[date] = ()):
         self.con = con
         self.periods = periods
         self.fiscal_year_start = fiscal_year_start
@@ -309,6 +316,8 @@ class Tables:
         self.order_partials = dict(order_partials or {})
         self.custom_numbers: dict[str, int] = {}  # custom KPI id -> number in the partial column names
         self._order_windows = set(order_windows)
+        # Days the order buckets are split at besides the order windows' bounds (see order_span_totals).
+        self._order_splits = set(order_splits)
         # The windows event_stats may be asked for (their bounds split the event buckets): all by default.
         self._event_windows = set(WINDOW_PHRASES if event_windows is None else event_windows)
         # Named account subsets (see the module docstring) and the one the KPI being built uses.
@@ -604,12 +613,12 @@ class Tables:
     def product_mask_count(self) -> int:
         return -(-len(self.product_lines()) // 64)
 
-    def _bucket_expression(self, column: str, windows: set[str]) -> str:
+    def _bucket_expression(self, column: str, windows: set[str], extra_splits: Iterable[date] = ()) -> str:
         """Day number of the bucket a DATE ``column`` falls in: its month start, or the latest split point
-        (a bound of one of ``windows`` that is not a month start) in its month on or before it. Every
-        such window is then an exact union of buckets."""
+        (a bound of one of ``windows`` or a day of ``extra_splits`` that is not a month start) in its month on
+        or before it. Every such window is then an exact union of buckets."""
         month_start = f'("{column}" - DATE \'1970-01-01\') - (day("{column}") - 1)'
-        splits = set()
+        splits = {d for d in extra_splits if d.day != 1}
         for window in windows:
             for row in self.window_rows(window):
                 for w in (row.current, row.prior, row.earlier):
@@ -656,7 +665,7 @@ class Tables:
                 masks.append(f"bit_or(CASE product_line {bits} END) AS pm{k}")
             custom = [f"{sql} AS {column}" for column, sql in partials.items()]
             end = max(p.end for p in self.periods)
-            bucket = self._bucket_expression("date", self._order_windows)
+            bucket = self._bucket_expression("date", self._order_windows, self._order_splits)
             aggregate = (
                 f"SELECT account_id, ({bucket})::INTEGER AS b, sum(amount::{exact}) AS amount, "
                 f"count(*) AS lines, sum(coalesce(amount - cost, margin)::{exact}) AS margin, "
@@ -739,6 +748,32 @@ class Tables:
             return self._register(self.name("os", window, shift or "cur"), pa.table(columns))
 
         return self.once(("order_stats", window, shift), build)
+
+    def has_order_totals(self) -> bool:
+        """Whether the orders were scanned into running totals (some KPI asked for them)."""
+        return ("order_totals",) in self._cache
+
+    def order_span_totals(self, spans: Sequence[tuple[date, date]]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """For each account of ``accounts()`` (aidx order) and each span ``[lo, hi)``: Σ amount in whole
+        millionths and the order lines, from the running order totals (no further scan of the orders).
+
+        Every bound must be a bucket bound: a month start, or a day given as ``order_splits``.
+        Returns (account_id per aidx, amounts (accounts × spans), lines (accounts × spans))."""
+        bounds = [d for span in spans for d in span]
+        loose = sorted({d for d in bounds if d.day != 1} - self._order_splits)
+        if loose:
+            raise ValueError(f"order totals from {loose[0]}: not a month start or an order_splits day")
+        running = self.order_totals()
+        groups = np.arange(self.account_count(), dtype=np.int64)
+        amounts = np.zeros((len(groups), len(spans)), np.int64 if running.exact("amount") else np.float64)
+        lines = np.zeros((len(groups), len(spans)), np.int64)
+        for i, (lo, hi) in enumerate(spans):
+            # An account without rows before hi has start == end: its difference is 0 (see Running.between).
+            end = running.last_before(groups, np.full(len(groups), day_number(hi), np.int64))
+            start = running.last_before(groups, np.full(len(groups), day_number(lo), np.int64))
+            amounts[:, i] = running.between("amount", end, start)
+            lines[:, i] = running.between("lines", end, start)
+        return self.account_ids(), amounts, lines
 
     def in_window_buckets(self, window: str) -> str:
         """FROM clause: order buckets (alias ob) of the current scope's accounts joined with the windows

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import date
 
 import duckdb
 import numpy as np
@@ -815,7 +817,8 @@ def _check(kpi_defs: dict[str, KpiDef]) -> None:
 
 
 def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods: list[Period],
-            fiscal_year_start: int, clv_discount_rate: float) -> tuple[Tables, list[KpiDef]]:
+            fiscal_year_start: int, clv_discount_rate: float,
+            order_splits: Iterable[date] = ()) -> tuple[Tables, list[KpiDef]]:
     sql_kpis = [k for k in kpi_defs.values() if not k.formula]
     if not sql_kpis:
         raise ValueError("formula KPIs need at least one KPI that is computed from the data")
@@ -823,7 +826,7 @@ def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods
     customs = [k for k in sql_kpis if k.expression and k.entity == "orders"]
     partials = {col: sql for number, k in enumerate(customs) for col, sql in _partial_columns(k, number, con).items()}
     t = Tables(con, list(periods), fiscal_year_start, order_windows, partials, clv_discount_rate,
-               event_windows={k.window for k in sql_kpis})
+               event_windows={k.window for k in sql_kpis}, order_splits=order_splits)
     t.custom_numbers.update({k.id: number for number, k in enumerate(customs)})
     return t, sql_kpis
 
@@ -922,6 +925,36 @@ class KpiArrays:
     note: list
 
 
+@dataclass
+class OrderSpans:
+    """Order totals per account over fixed date spans ``[lo, hi)``, asked of compute_kpi_arrays by a caller
+    that would otherwise scan the orders again (the scorecard: the portfolio's revenue, the warnings'
+    order lines). Every bound must be a month start or a day the order buckets can be split at.
+
+    ``totals`` is answered once the KPIs' order buckets exist (Tables.order_span_totals): for each account
+    of ``accounts`` with an order line in some span, (Σ amount per span, order lines per span), the sums
+    exact to the millionth as in the KPIs; None when no KPI scanned the orders or compute_kpi_arrays
+    stopped early (the caller then reads the orders itself)."""
+
+    spans: tuple[tuple[date, date], ...]
+    totals: Future = field(default_factory=Future)
+
+    def answer(self, t: Tables | None) -> None:
+        if self.totals.done():
+            return
+        if t is None or not t.has_order_totals():
+            self.totals.set_result(None)
+            return
+        ids, amounts, lines = t.order_span_totals(self.spans)
+        have = np.flatnonzero(lines.sum(axis=1) > 0)
+        # Whole millionths / 1e6: the double nearest the exact sum, like the KPIs' amounts.
+        self.totals.set_result({
+            account_id: (tuple(m / 1e6 for m in money), tuple(counts))
+            for account_id, money, counts in zip(ids.take(pa.array(have)).to_pylist(), amounts[have].tolist(),
+                                                 lines[have].tolist())
+        })
+
+
 def scope_closure(kpi_defs: dict[str, KpiDef], scopes: dict[str, Iterable[str]]) -> dict[str, frozenset[str]]:
     """Accounts to compute each KPI for: its own scope, widened so that a formula KPI and every KPI it
     uses (directly or not) share one scope (the formula is evaluated row by row over its inputs).
@@ -952,16 +985,29 @@ def scope_closure(kpi_defs: dict[str, KpiDef], scopes: dict[str, Iterable[str]])
 
 def compute_kpi_arrays(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods: list[Period],
                        scopes: dict[str, Iterable[str]], fiscal_year_start: int = 1,
-                       clv_discount_rate: float = 0.01) -> dict[str, KpiArrays]:
+                       clv_discount_rate: float = 0.01, order_spans: OrderSpans | None = None) -> dict[str, KpiArrays]:
     """compute_kpis for the scorecard: each KPI only for the accounts ``scopes`` gives it (see
     scope_closure; a KPI without accounts is not computed), as arrays, with the note of the last
     period only. Every value, n, status and note is the one compute_kpis gives for that cell:
-    the queries are the same, run over fewer accounts and without the key columns."""
+    the queries are the same, run over fewer accounts and without the key columns.
+
+    ``order_spans`` is answered from the order buckets, as soon as the KPI tables are made (before the
+    KPI queries run); None if there are none."""
+    try:
+        return _kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start, clv_discount_rate, order_spans)
+    finally:
+        if order_spans is not None:
+            order_spans.answer(None)  # if not answered yet: nobody waits for ever
+
+
+def _kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start, clv_discount_rate,
+                order_spans: OrderSpans | None) -> dict[str, KpiArrays]:
     _check(kpi_defs)
     closure = scope_closure(kpi_defs, scopes)
     if not periods or not closure:
         return {}
-    t, sql_kpis = _tables(con, kpi_defs, periods, fiscal_year_start, clv_discount_rate)
+    splits = [day for span in order_spans.spans for day in span] if order_spans is not None else ()
+    t, sql_kpis = _tables(con, kpi_defs, periods, fiscal_year_start, clv_discount_rate, splits)
     sql_kpis = [k for k in sql_kpis if k.id in closure]
     if not sql_kpis:
         raise ValueError("formula KPIs need at least one KPI that is computed from the data")
@@ -976,6 +1022,8 @@ def compute_kpi_arrays(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDe
         if t.account_count() == 0:
             return {}
         queries = _queries(t, sql_kpis, scope_of)
+        if order_spans is not None:
+            order_spans.answer(t)
         table = _collect(t, sql_kpis, queries, "SELECT kidx, gidx, value, n, status, note FROM", "", scope_of)
         ids = {kpi_id: t.scope_ids(scope) for kpi_id, scope in scope_of.items()}
     finally:

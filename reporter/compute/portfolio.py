@@ -15,7 +15,8 @@ acquisition = new / at end, cac = acquisition-type costs in the period / new.
 NRR and GRR use the trailing-12-month window ending at the period end and compare each account
 with the 12 months before; the cohort is the accounts with revenue in those prior 12 months.
 Money is summed with fsum (compensated) rounded to 6 places, so parallel scans give the same
-bits on every run.
+bits on every run; the scorecard passes the same revenue summed exactly from the KPI library's
+order buckets instead (``revenue_from_totals``: equal whenever amounts have at most 6 decimals).
 
 Every KPI is ``{"value", "n", "note", "label", "unit", "direction"}``; a zero denominator gives
 ``value: None`` and a note saying why.
@@ -121,9 +122,7 @@ def revenue_by_account(con, period: Period, count_from: tuple[date, ...] = ()) -
     if not {"account_id", "date", "amount"} <= table_columns(con, "orders"):
         return {}, {}, None
     end = period.end
-    start, prior_start = add_months(end, -12), add_months(end, -24)
-    if any(day < prior_start for day in count_from):
-        raise ValueError(f"order lines are counted from {prior_start} on, not from {min(count_from)}")
+    (start, _), (prior_start, _), *_ = revenue_spans(period, count_from)
     params = {"prior": prior_start, "start": start, "end": end, **{f"c{i}": d for i, d in enumerate(count_from)}}
     counts = "".join(f", count(*) filter (where date >= $c{i})" for i in range(len(count_from)))
     now, prior, lines = {}, {}, {}
@@ -135,6 +134,31 @@ def revenue_by_account(con, period: Period, count_from: tuple[date, ...] = ()) -
     ).fetchall():
         now[account_id], prior[account_id] = float(current), float(before)
         lines[account_id] = tuple(int(c) for c in counted)
+    return now, prior, lines
+
+
+def revenue_spans(period: Period, count_from: tuple[date, ...] = ()) -> tuple[tuple[date, date], ...]:
+    """The date spans ``[lo, hi)`` revenue_by_account sums over: the trailing 12 months to the period end, the
+    12 months before, and from each day of ``count_from`` to the period end."""
+    end = period.end
+    start, prior_start = add_months(end, -12), add_months(end, -24)
+    if any(day < prior_start for day in count_from):
+        raise ValueError(f"order lines are counted from {prior_start} on, not from {min(count_from)}")
+    return ((start, end), (prior_start, start), *((day, end) for day in count_from))
+
+
+def revenue_from_totals(totals: dict[str, tuple[tuple[float, ...], tuple[int, ...]]]) -> tuple[
+        dict[str, float], dict[str, float], dict[str, tuple[int, ...]]]:
+    """revenue_by_account's result from order totals over revenue_spans' spans (account_id -> (amount per
+    span, lines per span), for the accounts with an order line in them), summed without another scan.
+
+    Those sums are exact to the millionth (each amount rounded to a millionth, then added up), where
+    revenue_by_account rounds its compensated double sum to a millionth: the same numbers whenever the
+    amounts have at most six decimals, as money does."""
+    now, prior, lines = {}, {}, {}
+    for account_id, (amounts, counts) in totals.items():
+        now[account_id], prior[account_id] = amounts[0], amounts[1]
+        lines[account_id] = counts[2:]
     return now, prior, lines
 
 

@@ -39,7 +39,8 @@ order as the scalar rule functions, so they give the same numbers to the last bi
 given by the caller is read into the same arrays. The warnings' facts and the portfolio KPIs read only
 the loaded tables, so their queries run on a second connection (a cursor of the same database) in a
 thread of their own while the KPIs are computed: the KPI work leaves a core idle whenever it is in
-Python.
+Python. The revenue and order lines they need are sums over the KPIs' order buckets (``OrderSpans``,
+answered once the KPI tables are made), so the orders are not scanned again for them.
 """
 from __future__ import annotations
 
@@ -56,9 +57,9 @@ import pandas as pd
 from ..config import ProjectConfig
 from ..config.models import HealthBands, TierKpi, Tiers
 from .cells import LOW_SAMPLE, NO_DATA, KpiCells
-from .kpis import compute_kpi_arrays, resolve_kpis
+from .kpis import OrderSpans, compute_kpi_arrays, resolve_kpis
 from .periods import Period, add_months, trend_periods
-from .portfolio import UNASSIGNED, portfolio_kpis, revenue_by_account
+from .portfolio import UNASSIGNED, portfolio_kpis, revenue_by_account, revenue_from_totals, revenue_spans
 from .warnings import Facts, early_warnings, order_windows
 from .tables import table_columns
 
@@ -186,9 +187,14 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
     account_tiers = assign_tiers(con, tiers_cfg, period, all_accounts)
     listed = [a for a in all_accounts if _listed(a, period)]
     listed_tiers = {a["account_id"]: account_tiers[a["account_id"]] for a in listed}
+    spans = OrderSpans(revenue_spans(period, order_windows(period)))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        side = pool.submit(_side_facts, con, period, account_tiers, list(listed_tiers))
-        scores, frame, p_alive = _scores_of(con, config, period, periods, kpi_defs, listed_tiers, kpi_frame)
+        side = pool.submit(_side_facts, con, period, account_tiers, list(listed_tiers), spans)
+        try:
+            scores, frame, p_alive = _scores_of(con, config, period, periods, kpi_defs, listed_tiers, kpi_frame,
+                                                spans)
+        finally:
+            spans.answer(None)  # if the KPIs did not: the side thread reads the orders itself, or stops
         facts, movements = side.result()
     results = [
         {
@@ -230,7 +236,7 @@ def _build_scorecard(con, config: ProjectConfig, period: Period, kpi_frame: pd.D
 
 
 def _scores_of(con, config: ProjectConfig, period: Period, periods: list[Period], kpi_defs,
-               listed_tiers: dict[str, str], kpi_frame: pd.DataFrame | None):
+               listed_tiers: dict[str, str], kpi_frame: pd.DataFrame | None, order_spans: OrderSpans | None = None):
     """(score_accounts' entries, the KPI frame the warnings read or None, p_alive per account or None)."""
     tiers_cfg = config.tiers
     if kpi_frame is not None:
@@ -238,17 +244,22 @@ def _scores_of(con, config: ProjectConfig, period: Period, periods: list[Period]
     cells = compute_kpi_cells(
         con, kpi_defs, periods, listed_tiers, tiers_cfg,
         fiscal_year_start=config.project.fiscal_year_start,
-        clv_discount_rate=config.kpis.clv_monthly_discount_rate,
+        clv_discount_rate=config.kpis.clv_monthly_discount_rate, order_spans=order_spans,
     )
     return score_accounts(cells, listed_tiers, tiers_cfg, kpi_defs, periods), None, cells.last_values("p_alive")
 
 
-def _side_facts(con, period: Period, account_tiers: dict[str, str], listed_ids: list[str]):
+def _side_facts(con, period: Period, account_tiers: dict[str, str], listed_ids: list[str], spans: OrderSpans):
     """The warnings' facts and the portfolio KPIs, on a connection of their own (see _build_scorecard).
-    One scan of the orders gives the portfolio's revenue and the warnings' order lines."""
+    The portfolio's revenue and the warnings' order lines are the order totals of ``spans``, which the KPI
+    library answers from its order buckets; without them (no KPI over orders), one scan of the orders."""
+    totals = spans.totals.result()
     cursor = con.cursor()
     try:
-        now, prior, lines = revenue_by_account(cursor, period, order_windows(period))
+        if totals is None:
+            now, prior, lines = revenue_by_account(cursor, period, order_windows(period))
+        else:
+            now, prior, lines = revenue_from_totals(totals)
         return (Facts(cursor, period, listed_ids, line_counts=lines),
                 portfolio_kpis(cursor, period, account_tiers, revenue=(now, prior)))
     finally:
@@ -256,7 +267,8 @@ def _side_facts(con, period: Period, account_tiers: dict[str, str], listed_ids: 
 
 
 def compute_kpi_cells(con, kpi_defs, periods: list[Period], account_tiers: dict[str, str], tiers_cfg: Tiers,
-                      fiscal_year_start: int = 1, clv_discount_rate: float = 0.01) -> KpiCells:
+                      fiscal_year_start: int = 1, clv_discount_rate: float = 0.01,
+                      order_spans: OrderSpans | None = None) -> KpiCells:
     """The KPI cells the scorecard of ``account_tiers`` reads: each tier KPI for the accounts of the
     tiers that use it, the warning KPIs for every account (compute_kpis' values, computed only there)."""
     ids = sorted(account_tiers)
@@ -268,7 +280,7 @@ def compute_kpi_cells(con, kpi_defs, periods: list[Period], account_tiers: dict[
     for kpi_id in WARNING_KPIS:
         scopes[kpi_id].update(ids)
     arrays = compute_kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start=fiscal_year_start,
-                                clv_discount_rate=clv_discount_rate)
+                                clv_discount_rate=clv_discount_rate, order_spans=order_spans)
     kpi_ids = list(dict.fromkeys([*(k for tier in tiers_cfg.tiers.values() for k in tier.kpis), *WARNING_KPIS]))
     return KpiCells.from_arrays(arrays, kpi_ids, ids, [p.label for p in periods])
 

@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 
 from reporter.compute.cells import LOW_SAMPLE, NO_DATA, OK, KpiCells
 from reporter.compute.kpi_sql import Running, Tables
-from reporter.compute.kpis import STATUS_CODES, compute_kpi_arrays, compute_kpis, resolve_kpis, scope_closure
+from reporter.compute.kpis import (STATUS_CODES, OrderSpans, compute_kpi_arrays, compute_kpis, resolve_kpis,
+                                   scope_closure)
 from reporter.compute.periods import trend_periods
+from reporter.compute.portfolio import revenue_by_account, revenue_from_totals, revenue_spans
+from reporter.compute.warnings import order_windows
 from reporter.config import load_project
 from reporter.compute.periods import parse_period
 from reporter.config.catalog import BUILTIN_KPIS
@@ -153,5 +156,40 @@ def test_window_ends_find_what_asof_join_finds(rows, window, shift):
             f"ASOF JOIN ({sorted_rows}) e ON g.g = e.g AND g.hi > e.day "
             f"ASOF LEFT JOIN ({sorted_rows}) s ON g.g = s.g AND g.lo > s.day ORDER BY ALL").fetchall()
         assert got == [tuple(row) for row in want]
+    finally:
+        t.drop_all()
+
+
+def test_order_spans_give_revenue_by_account_without_another_scan(kpi_defs):
+    # The scorecard's portfolio revenue and warnings' order lines, from the KPIs' order buckets: the
+    # numbers of revenue_by_account's own scan (90 days back is no month start: the buckets split there).
+    count_from = order_windows(PERIOD)
+    assert count_from[0] == date(2026, 8, 3)
+    con = connect()
+    con.execute("INSERT INTO orders (order_id, account_id, date, amount) VALUES "
+                "('X1', 'A3', DATE '2026-08-02', 70.25), ('X2', 'A3', DATE '2026-08-03', 30.5)")
+    spans = OrderSpans(revenue_spans(PERIOD, count_from))
+    revenue = {"revenue": kpi_defs["revenue"]}  # its window has no bound 90 days back
+    assert revenue["revenue"].window != "trailing_90d"
+    compute_kpi_arrays(con, revenue, [PERIOD], {"revenue": set(ALL)}, order_spans=spans)
+    now, prior, lines = revenue_from_totals(spans.totals.result())
+    assert (now, prior, lines) == revenue_by_account(con, PERIOD, count_from)
+    assert (now["A3"], lines["A3"]) == (600.75, (2, 3))  # 500 + 70.25 + 30.5; X1 is before the 90 days
+
+
+def test_order_spans_without_order_kpis_are_left_to_the_caller(kpi_defs):
+    spans = OrderSpans(revenue_spans(PERIOD))
+    compute_kpi_arrays(connect(), kpi_defs, [PERIOD], {"nps": set(ALL)}, order_spans=spans)
+    assert spans.totals.result() is None
+
+
+def test_order_span_totals_need_bucket_bounds(kpi_defs):
+    t = Tables(connect(), [PERIOD], 1, {"month"}, order_splits=[date(2026, 8, 2)])
+    t.order_stats("month")  # the buckets: month starts and 2026-08-02
+    try:
+        ids, amounts, lines = t.order_span_totals([(date(2026, 8, 2), date(2026, 11, 1))])
+        assert lines.sum() > 0
+        with pytest.raises(ValueError, match="2026-08-03"):
+            t.order_span_totals([(date(2026, 8, 3), date(2026, 11, 1))])
     finally:
         t.drop_all()
