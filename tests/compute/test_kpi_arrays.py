@@ -10,12 +10,13 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reporter.compute.cells import LOW_SAMPLE, NO_DATA, OK, KpiCells
-from reporter.compute.kpi_sql import Running, Tables
+from reporter.compute.kpi_sql import Running, Tables, _radix_order
 from reporter.compute.kpis import (STATUS_CODES, OrderSpans, compute_kpi_arrays, compute_kpis, resolve_kpis,
                                    scope_closure)
 from reporter.compute.periods import trend_periods
@@ -193,3 +194,20 @@ def test_order_span_totals_need_bucket_bounds(kpi_defs):
             t.order_span_totals([(date(2026, 8, 3), date(2026, 11, 1))])
     finally:
         t.drop_all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 200_000), st.integers(-40_000, 25_000)), max_size=300),
+       st.sampled_from([0, 1 << 16]))
+def test_running_sorts_by_group_then_key_keeping_ties_in_table_order(rows, spread):
+    group = np.array([g for g, _ in rows], np.int64)
+    key = np.array([k for _, k in rows], np.int64)
+    if len(key):
+        key[0] += spread  # spread 2^16: keys too far apart for the 16-bit digits, the composite is sorted
+    order = _radix_order(group, key)
+    if len(key) and key.max() - key.min() < 1 << 16:
+        assert np.array_equal(order, np.lexsort((np.arange(len(key)), key, group)))
+    else:
+        assert order is None
+    running = Running(pa.table({"k": key}), group, ())
+    assert np.array_equal(running.group * 2**32 + running.key, np.sort(group * 2**32 + key))
