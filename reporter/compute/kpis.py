@@ -52,6 +52,8 @@ from .kpi_sql import DATE_COLUMNS, WINDOW_PHRASES, Tables, decompose, lit
 from .periods import Period
 
 COLUMNS = ["account_id", "kpi", "period", "value", "n", "status", "note"]
+# Status codes of KpiArrays and of the lean KPI queries (the statuses of the frame, by index).
+STATUS_CODES = ("ok", "low_sample", "no_data")
 SURVEY_KPIS = ("csat", "nps", "ces")
 # The default min_sample of every KPI that is not a survey KPI (built-in, custom aggregate over
 # another entity, formula): a total over no rows (revenue 0, no complaints, no interactions) is
@@ -710,13 +712,16 @@ def _wrap(t: Tables, k: KpiDef, kidx: int, spec: Builtin, query: str | None, rea
             # n 0 with a value (a total over no rows, min_sample 0): the value is real, the note says why it is 0.
             f"WHEN cnt = 0 THEN concat_ws('; ', {default}, note, {young}) "
             f"ELSE concat_ws('; ', note, {young}) END")
-    if t.lean:  # only the last period's note is read
+    statuses = [lit(status) for status in STATUS_CODES]
+    if t.lean:  # only the last period's note is read; the status as its index in STATUS_CODES
         note = f"CASE WHEN pidx = {len(t.periods) - 1} THEN {note} END"
+        statuses = [f"{STATUS_CODES.index(status)}::TINYINT" for status in STATUS_CODES]
+    ok, low, none = statuses
     keys = "" if t.lean else f"account_id, {lit(k.id)} AS kpi, w_label AS period, "
     return (
         f"SELECT {kidx} AS kidx, gidx, {keys}"
         "CASE WHEN why IS NULL THEN v END AS value, cnt AS n, "
-        f"CASE WHEN why IS NOT NULL THEN 'no_data' WHEN cnt < {k.min_sample} THEN 'low_sample' ELSE 'ok' END "
+        f"CASE WHEN why IS NOT NULL THEN {none} WHEN cnt < {k.min_sample} THEN {low} ELSE {ok} END "
         f"AS status, {note} AS note "
         f"FROM (SELECT *, {why} AS why FROM ({rows}))"
     )
@@ -908,8 +913,6 @@ def compute_kpis(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], pe
     return pa.concat_tables([blocks[k] for k in kpi_defs]).to_pandas()
 
 
-# Status codes of KpiArrays (the statuses of the frame, by index).
-STATUS_CODES = ("ok", "low_sample", "no_data")
 
 
 @dataclass
@@ -1032,10 +1035,10 @@ def _kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start, clv_discount_
     gidx = table["gidx"].to_numpy()
     value = table["value"].to_numpy(zero_copy_only=False).astype(float)
     n = table["n"].to_numpy(zero_copy_only=False)
-    status = pc.index_in(table["status"], pa.array(STATUS_CODES)).to_numpy(zero_copy_only=False)
+    status = table["status"].to_numpy(zero_copy_only=False)  # indexes into STATUS_CODES (lean queries)
     notes = table["note"]
     expected = sum(len(ids[k.id]) * p for k in sql_kpis)
-    if table.num_rows != expected or np.isnan(status.astype(float)).any():
+    if table.num_rows != expected or table["status"].null_count:
         raise RuntimeError(f"KPI queries returned {table.num_rows} rows, expected {expected}")
     order = np.argsort(kidx, kind="stable")
     bounds = np.searchsorted(kidx[order], np.arange(len(sql_kpis) + 1))
