@@ -836,12 +836,15 @@ def _tables(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDef], periods
     return t, sql_kpis
 
 
-def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -> list[str]:
+def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None],
+             order_spans: OrderSpans | None = None) -> list[str]:
     """The wrapped query of each KPI, built with its scope (``scopes[k.id]``, None: every account).
 
     The build order puts the side connection to work early: first the KPIs without orders (their event
     totals are read there while the orders are scanned here), then those over orders, then the CLV
-    models (the first-order-day amounts they need are read there once the order buckets exist)."""
+    models (the first-order-day amounts they need are read there once the order buckets exist).
+    ``order_spans`` is answered before the models are fitted, so that its caller's own queries run
+    alongside the fit."""
     queries: list[str] = [""] * len(sql_kpis)
     t.wants_first_days = any(k.id in MODEL_KPIS for k in sql_kpis)
     if any("orders" in k.needs for k in sql_kpis):
@@ -850,6 +853,8 @@ def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None]) -
         for kidx in sorted(range(len(sql_kpis)),
                            key=lambda i: (sql_kpis[i].id in MODEL_KPIS, "orders" in sql_kpis[i].needs)):
             k = sql_kpis[kidx]
+            if k.id in MODEL_KPIS and order_spans is not None:
+                order_spans.answer(t)
             t.scope = scopes.get(k.id)
             spec = _spec(k)
             missing = _missing_tables(t, spec)
@@ -994,8 +999,8 @@ def compute_kpi_arrays(con: duckdb.DuckDBPyConnection, kpi_defs: dict[str, KpiDe
     period only. Every value, n, status and note is the one compute_kpis gives for that cell:
     the queries are the same, run over fewer accounts and without the key columns.
 
-    ``order_spans`` is answered from the order buckets, as soon as the KPI tables are made (before the
-    KPI queries run); None if there are none."""
+    ``order_spans`` is answered from the order buckets once the KPI tables over orders are made (before
+    the CLV models are fitted); None if there are none."""
     try:
         return _kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start, clv_discount_rate, order_spans)
     finally:
@@ -1024,9 +1029,9 @@ def _kpi_arrays(con, kpi_defs, periods, scopes, fiscal_year_start, clv_discount_
     try:
         if t.account_count() == 0:
             return {}
-        queries = _queries(t, sql_kpis, scope_of)
+        queries = _queries(t, sql_kpis, scope_of, order_spans)
         if order_spans is not None:
-            order_spans.answer(t)
+            order_spans.answer(t)  # if no model came last
         table = _collect(t, sql_kpis, queries, "SELECT kidx, gidx, value, n, status, note FROM", "", scope_of)
         ids = {kpi_id: t.scope_ids(scope) for kpi_id, scope in scope_of.items()}
     finally:

@@ -40,7 +40,8 @@ given by the caller is read into the same arrays. The warnings' facts and the po
 the loaded tables, so their queries run on a second connection (a cursor of the same database) in a
 thread of their own while the KPIs are computed: the KPI work leaves a core idle whenever it is in
 Python. The revenue and order lines they need are sums over the KPIs' order buckets (``OrderSpans``,
-answered once the KPI tables are made), so the orders are not scanned again for them.
+answered once the KPI tables over orders are made, before the CLV fit), so the orders are not scanned
+again for them, and their queries run alongside the fit.
 """
 from __future__ import annotations
 
