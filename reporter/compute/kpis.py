@@ -853,11 +853,13 @@ def _queries(t: Tables, sql_kpis: list[KpiDef], scopes: dict[str, str | None],
         for kidx in sorted(range(len(sql_kpis)),
                            key=lambda i: (sql_kpis[i].id in MODEL_KPIS, "orders" in sql_kpis[i].needs)):
             k = sql_kpis[kidx]
-            if k.id in MODEL_KPIS and order_spans is not None:
-                order_spans.answer(t)
             t.scope = scopes.get(k.id)
             spec = _spec(k)
             missing = _missing_tables(t, spec)
+            if k.id in MODEL_KPIS and order_spans is not None and not order_spans.totals.done():
+                if not missing:
+                    t.order_totals()  # which the model reads next anyway
+                order_spans.answer(t)
             try:
                 queries[kidx] = _wrap(t, k, kidx, spec, None if missing else spec.query(t, k), missing)
             except duckdb.Error as exc:

@@ -211,3 +211,11 @@ def test_running_sorts_by_group_then_key_keeping_ties_in_table_order(rows, sprea
         assert order is None
     running = Running(pa.table({"k": key}), group, ())
     assert np.array_equal(running.group * 2**32 + running.key, np.sort(group * 2**32 + key))
+
+
+def test_order_spans_are_answered_when_only_the_clv_models_read_the_orders(kpi_defs):
+    spans = OrderSpans(revenue_spans(PERIOD))
+    compute_kpi_arrays(connect(), {"p_alive": kpi_defs["p_alive"]}, [PERIOD], {"p_alive": set(ALL)},
+                       order_spans=spans)
+    now, prior, _ = revenue_from_totals(spans.totals.result())
+    assert (now, prior) == revenue_by_account(connect(), PERIOD)[:2]
