@@ -403,10 +403,17 @@ class _Renderer(RendererAgg):
     the resolution and the hinting), the size is set once per text, and each glyph is rendered
     at the same position as matplotlib would: the pixels are the same (tested). No FT2Font object
     is kept: the font comes from matplotlib's own cache on every draw. ~10 ms a review.
+
+    Glyph images are kept too: FreeType hints a glyph before it moves it, so the image of a glyph
+    depends on its position only through the position's fraction of a pixel (1/64ths), and one
+    drawn a whole number of pixels away is the same image moved. Labels and numbers repeat at the
+    same places (grids, axes) from review to review.
     """
 
     _layouts: "OrderedDict[tuple, tuple]" = OrderedDict()
     _KEEP = 4096
+    _glyphs: "OrderedDict[tuple, tuple]" = OrderedDict()
+    _GLYPHS_KEPT = 16384
     _lock = threading.Lock()
 
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
@@ -429,15 +436,31 @@ class _Renderer(RendererAgg):
                 self._layouts[key] = glyphs
                 while len(self._layouts) > self._KEEP:
                     self._layouts.popitem(last=False)
-        font.set_size(size, self.dpi)
         mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
+        face = (font.fname, size, self.dpi, flags, mode)
+        sized = False
         for index, dx, dy in glyphs:  # as RendererAgg._draw_text_glyphs_and_boxes at angle 0
-            font._set_transform(_UNROTATED, [round(0x40 * (x + dx)), round(0x40 * (self.height - y + dy))])
-            bitmap = font._render_glyph(index, flags, mode)
-            buffer = bitmap.buffer
-            if mode is RenderMode.MONO:
-                buffer *= 0xff
-            self._renderer.draw_text_image(buffer, bitmap.left, int(self.height) - bitmap.top + buffer.shape[0], 0, gc)
+            at_x, at_y = round(0x40 * (x + dx)), round(0x40 * (self.height - y + dy))  # 26.6 fixed point
+            key = (face, index, at_x & 0x3F, at_y & 0x3F)
+            with self._lock:
+                image = self._glyphs.get(key)
+            if image is None:
+                if not sized:
+                    font.set_size(size, self.dpi)
+                    sized = True
+                font._set_transform(_UNROTATED, [at_x & 0x3F, at_y & 0x3F])
+                bitmap = font._render_glyph(index, flags, mode)
+                buffer = np.array(bitmap.buffer)
+                if mode is RenderMode.MONO:
+                    buffer *= 0xff
+                image = (buffer, bitmap.left, bitmap.top)
+                with self._lock:
+                    self._glyphs[key] = image
+                    if len(self._glyphs) > self._GLYPHS_KEPT:
+                        self._glyphs.popitem(last=False)
+            buffer, left, top = image
+            self._renderer.draw_text_image(buffer, left + (at_x >> 6), int(self.height) - (top + (at_y >> 6))
+                                           + buffer.shape[0], 0, gc)
 
 
 class _Canvas(FigureCanvasAgg):
