@@ -61,7 +61,7 @@ PDFs (checked with the patch on and off):
 
 Each patch is installed only on the WeasyPrint version it was written against (70.x); with any
 other version nothing is patched (slower, same drawing). The caches are per process (the
-stylesheet cache per thread).
+stylesheets and the store of computed styles per thread).
 """
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ import io
 import re
 import struct
 import threading
+import weakref
 from contextvars import ContextVar
 
 import weasyprint
@@ -908,8 +909,6 @@ class _ImageGetter:
     __slots__ = ("_fetch", "_context")
 
     def __init__(self, fetch, context):
-        import weakref
-
         self._fetch, self._context = fetch, weakref.ref(context)
 
     def __call__(self, *args, **kwargs):
